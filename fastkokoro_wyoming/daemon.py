@@ -1,0 +1,99 @@
+"""The daemon: one asyncio loop, one engine, the Wyoming server and the HTTP API.
+
+SIGTERM/SIGINT stop both listeners, let streams in flight finish (bounded by each
+server's own drain timeout), withdraw the zeroconf announcement and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Config
+from .engine import Engine
+from .metrics import Metrics
+from .openai_api import HttpService, start_http_server
+from .wyoming_server import WyomingService, start_wyoming_server
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Daemon:
+    """What :func:`start` brought up; :meth:`stop` takes it down in reverse order."""
+
+    cfg: Config
+    engine: Engine
+    http: HttpService | None
+    wyoming: WyomingService | None
+
+    async def stop(self) -> None:
+        if self.wyoming is not None:
+            await self.wyoming.stop()  # unregisters zeroconf first, then drains
+        if self.http is not None:
+            await self.http.stop()
+        await asyncio.to_thread(self.engine.close)
+
+    def ready_line(self) -> str:
+        parts = []
+        if self.http is not None:
+            parts.append(f"OpenAI API http://{self.http.host}:{self.http.port}/v1")
+        if self.wyoming is not None:
+            w = self.wyoming
+            zc = f" (zeroconf {w.announcer.service_name})" if w.announcer is not None else ""
+            parts.append(f"Wyoming tcp://{self.cfg.wyoming.host}:{w.port}{zc}")
+        voices = self.engine.voices()
+        langs = sorted({v.locale for v in voices})
+        return (f"Ready: {', '.join(parts)}; {len(voices)} voices in {len(langs)} languages "
+                f"({', '.join(langs)}); provider {self.engine.provider}")
+
+
+def http_settings(cfg: Config) -> Any:
+    """The http section plus the two engine settings the HTTP layer also reads."""
+    return types.SimpleNamespace(**dataclasses.asdict(cfg.http),
+                                 max_input_chars=cfg.engine.limits.max_input_chars,
+                                 default_voice=cfg.engine.default_voice)
+
+
+async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
+    engine = engine or await Engine.load(cfg.engine)
+    http = wyoming = None
+    try:
+        if cfg.http.enabled:
+            http = await start_http_server(engine, http_settings(cfg), Metrics())
+        if cfg.wyoming.enabled:
+            wyoming = await start_wyoming_server(engine, cfg.wyoming)
+    except BaseException:
+        await Daemon(cfg, engine, http, wyoming).stop()
+        raise
+    daemon = Daemon(cfg, engine, http, wyoming)
+    _LOGGER.info("%s", daemon.ready_line())
+    return daemon
+
+
+async def serve(cfg: Config, on_ready: Callable[[Daemon], None] | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    daemon = await start(cfg)
+    if on_ready is not None:
+        on_ready(daemon)
+    try:
+        await stop.wait()
+        _LOGGER.info("Shutting down: draining streams in flight")
+    finally:
+        await daemon.stop()
+    _LOGGER.info("Stopped")
+
+
+def run(cfg: Config) -> int:
+    asyncio.run(serve(cfg))
+    return 0

@@ -1,0 +1,304 @@
+"""The engine both front ends share: text in, 24 kHz float32 PCM chunks out.
+
+``Engine(...)`` only wires parts together (no I/O), so tests can pass fakes;
+``Engine.load(cfg)`` reads the model, voices and G2P. Validation happens in
+:meth:`Engine.prepare`, before the first sample, with machine-readable codes.
+G2P runs in worker threads and model calls in the scheduler's threads: the event
+loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .buckets import segment
+from .errors import (
+    Busy,
+    ConfigError,
+    EmptyText,
+    InvalidSpeed,
+    LanguageMismatch,
+    TextTooLong,
+    UnknownVoice,
+)
+from .g2p import G2P
+from .languages import LanguageTable
+from .runtime import KokoroSession, RuntimeSettings
+from .scheduler import Scheduler
+from .sentences import split_sentences
+from .text import Pause, clean, has_speech, split_pauses
+from .tokens import Vocab
+from .types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .voices import Voice, VoiceStore
+
+if TYPE_CHECKING:  # config imports engine.errors; avoid the cycle at run time
+    from ..config import EngineConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+MIN_SPEED, MAX_SPEED = 0.25, 4.0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated request: everything needed to start producing audio."""
+
+    pieces: tuple[str | Pause, ...]
+    voice: Voice
+    lang: str
+    speed: float
+    normalize: bool
+
+
+@dataclass(frozen=True)
+class Segment:
+    ids: list[int]
+    phonemes: str
+
+
+class Engine:
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        *,
+        voices: VoiceStore,
+        vocab: Vocab,
+        g2p: G2P,
+        session: KokoroSession,
+        scheduler: Scheduler,
+        languages: LanguageTable,
+    ) -> None:
+        self.cfg = cfg
+        self.voice_store = voices
+        self.vocab = vocab
+        self.g2p = g2p
+        self.session = session
+        self.scheduler = scheduler
+        self.languages = languages
+        self.ready = False
+        self.active_streams = 0
+        self._seq = itertools.count()
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    async def load(cls, cfg: EngineConfig, assets: object | None = None) -> Engine:
+        """Resolve and read the model, voices and G2P (in a thread), then warm up."""
+        return await asyncio.to_thread(cls.load_sync, cfg, assets)
+
+    @classmethod
+    def load_sync(cls, cfg: EngineConfig, assets: object | None = None) -> Engine:
+        from ..assets import Assets, resolve
+
+        found: Assets = assets if isinstance(assets, Assets) else resolve(cfg.model)
+        t0 = time.perf_counter()
+        languages = LanguageTable()
+        rt = cfg.runtime
+        session = KokoroSession.open(
+            found.model,
+            RuntimeSettings(
+                providers=rt.providers,
+                provider_options=rt.provider_options,
+                intra_op_threads=rt.intra_op_threads,
+                inter_op_threads=rt.inter_op_threads,
+                graph_optimization=rt.graph_optimization,
+                cache_dir=Path(cfg.model.cache_dir).expanduser(),
+            ),
+        )
+        voices = VoiceStore.load(found.voices, languages)
+        g2p = G2P(languages)
+        engine = cls(
+            cfg,
+            voices=voices,
+            vocab=Vocab.load(found.vocab),
+            g2p=g2p,
+            session=session,
+            scheduler=Scheduler(rt.workers, cfg.limits.max_queue),
+            languages=languages,
+        )
+        try:  # a blend is a fine default too
+            voices.resolve(cfg.default_voice)
+        except UnknownVoice as err:
+            raise ConfigError(f"engine.default_voice: {err.message}") from err
+        for code in cfg.languages:
+            g2p.warm(languages.resolve(code).code)
+        if cfg.warmup:
+            engine.warmup()
+        engine.ready = True
+        _LOGGER.info(
+            "Engine ready in %.1f s: %d voices, provider %s",
+            time.perf_counter() - t0,
+            len(voices.names),
+            session.provider,
+        )
+        return engine
+
+    def warmup(self) -> None:
+        """One model call per shape class so the first real request is as fast as the tenth."""
+        voice = self.voice_store.resolve(self.cfg.default_voice)
+        for n in (8, 48):
+            ids = self.vocab.encode("hˈɛlO wˈɜɹld " * 8)[:n]
+            self.session.run(ids, voice.style_for(len(ids)), 1.0)
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    @property
+    def capacity(self) -> int:
+        return self.session.contract.capacity
+
+    # --- catalog ------------------------------------------------------------------------
+
+    def voices(self) -> list[VoiceInfo]:
+        return list(self.voice_store.infos)
+
+    def default_voice(self, lang: str | None = None) -> str:
+        if lang is None:
+            return self.cfg.default_voice
+        code = self.languages.resolve(lang).code
+        name = self.voice_store.default_for(code, self.cfg.default_voice)
+        if name is None:
+            raise UnknownVoice(f"no installed voice speaks {lang!r}", param="lang")
+        return name
+
+    # --- requests -----------------------------------------------------------------------
+
+    def prepare(self, req: SynthesisRequest) -> Prepared:
+        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop."""
+        if (
+            isinstance(req.speed, bool)
+            or not isinstance(req.speed, int | float)
+            or not (MIN_SPEED <= float(req.speed) <= MAX_SPEED)
+        ):
+            raise InvalidSpeed(
+                f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}, got {req.speed!r}"
+            )
+        if not isinstance(req.text, str) or not req.text.strip():
+            raise EmptyText("input text is empty")
+        limit = self.cfg.limits.max_input_chars
+        if len(req.text) > limit:
+            raise TextTooLong(f"input is {len(req.text)} characters; the limit is {limit}")
+        lang = self.languages.resolve(req.lang) if req.lang else None
+        voice_name = req.voice or self.default_voice(lang.code if lang else None)
+        voice = self.voice_store.resolve(voice_name)
+        if lang is None:
+            lang = self.languages.resolve(voice.lang)
+        elif not self.cfg.allow_cross_language and not _compatible(lang.code, voice.lang):
+            raise LanguageMismatch(
+                f"voice {voice.name!r} speaks {self.languages.resolve(voice.lang).locale}, "
+                f"not {lang.locale}; pick a {lang.locale} voice (e.g. "
+                f"{self.voice_store.default_for(lang.code)}) or set "
+                "engine.allow_cross_language"
+            )
+        pieces = tuple(p if isinstance(p, Pause) else clean(p) for p in split_pauses(req.text))
+        pieces = tuple(p for p in pieces if isinstance(p, Pause) or has_speech(p))
+        if not any(isinstance(p, str) for p in pieces):
+            if pieces:  # only pause tokens: valid, silence
+                return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
+            raise EmptyText(
+                "input has no speakable text (only symbols, emoji or control characters)"
+            )
+        return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
+
+    async def synthesize(self, req: SynthesisRequest | Prepared) -> AsyncIterator[np.ndarray]:
+        """Float32 mono chunks at 24 kHz, one per segment or pause, as they are ready.
+
+        Errors in validation are raised before the first chunk. Closing the iterator
+        (or cancelling the task that drives it) drops its queued model calls at once.
+        """
+        prep = req if isinstance(req, Prepared) else self.prepare(req)
+        if self.active_streams >= self.cfg.limits.max_streams:
+            raise Busy(
+                f"{self.active_streams} requests are synthesizing; the limit is "
+                f"{self.cfg.limits.max_streams}"
+            )
+        self.active_streams += 1
+        seq = next(self._seq)
+        plan = self._plan(prep)
+        pending: deque[asyncio.Future[np.ndarray] | np.ndarray] = deque()
+        lookahead = self.cfg.segmentation.lookahead
+        gap = np.zeros(
+            int(SAMPLE_RATE * self.cfg.segmentation.boundary_silence_ms / 1000), dtype=np.float32
+        )
+        index = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) <= lookahead:
+                    item = await asyncio.to_thread(next, plan, None)
+                    if item is None:
+                        exhausted = True
+                    elif isinstance(item, np.ndarray):
+                        pending.append(item)
+                    else:
+                        pending.append(self._submit(item, prep, (min(index, 1), index, seq)))
+                        index += 1
+                if not pending:
+                    return
+                head = pending.popleft()
+                audio = head if isinstance(head, np.ndarray) else await head
+                if gap.size and not isinstance(head, np.ndarray) and (pending or not exhausted):
+                    audio = np.concatenate([audio, gap])
+                yield audio
+        finally:
+            for p in pending:
+                if isinstance(p, asyncio.Future):
+                    p.cancel()
+            plan.close()
+            self.active_streams -= 1
+
+    def _submit(
+        self, seg: Segment, prep: Prepared, priority: tuple[int, ...]
+    ) -> asyncio.Future[np.ndarray]:
+        style = prep.voice.style_for(len(seg.ids))
+        return self.scheduler.submit(lambda: self.session.run(seg.ids, style, prep.speed), priority)
+
+    def _plan(self, prep: Prepared) -> Iterator[Segment | np.ndarray]:
+        """Lazily: pauses as silence, text as G2P'd segments that fit the model."""
+        seg_cfg = self.cfg.segmentation
+        for piece in prep.pieces:
+            if isinstance(piece, Pause):
+                yield np.zeros(int(round(piece.seconds * SAMPLE_RATE)), dtype=np.float32)
+                continue
+            phonemes = (
+                self.vocab.keep(self.g2p.phonemize(s, prep.lang, normalize=prep.normalize))
+                for s in split_sentences(piece, prep.lang)
+            )
+            for ps in segment(
+                phonemes,
+                strategy=seg_cfg.strategy,
+                capacity=self.capacity,
+                first_tokens=seg_cfg.first_segment_tokens,
+                chunk_tokens=seg_cfg.chunk_tokens,
+            ):
+                ids = self.vocab.encode(ps)
+                if ids:
+                    yield Segment(ids, ps)
+
+    def phonemize(self, text: str, lang: str) -> str:
+        """The phonemes the model would get for ``text`` (for tests and /dev tools)."""
+        code = self.languages.resolve(lang).code
+        return " ".join(
+            self.vocab.keep(self.g2p.phonemize(s, code)) for s in split_sentences(clean(text), code)
+        )
+
+
+def _compatible(requested: str, voice_lang: str) -> bool:
+    # American and British voices read either accent natively.
+    return requested == voice_lang or {requested, voice_lang} == {"a", "b"}

@@ -1,0 +1,64 @@
+"""Kokoro's nine languages: one-letter codes, locale aliases, and what each needs.
+
+Both front ends resolve languages through :class:`LanguageTable`, so ``en-US``,
+``en_us``, ``American`` and ``a`` all mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UnknownLanguage
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str  # Kokoro's pipeline letter
+    locale: str  # BCP-47 code shown to users (HA voice list, /v1/audio/voices)
+    name: str
+    aliases: tuple[str, ...]
+    extra: str | None = None  # pip extra that holds its G2P packages, if optional
+
+
+LANGUAGES: tuple[Language, ...] = (
+    Language("a", "en-US", "American English", ("en-us", "en", "american", "english")),
+    Language("b", "en-GB", "British English", ("en-gb", "british", "en-uk")),
+    Language("j", "ja-JP", "Japanese", ("ja", "ja-jp", "jp", "japanese"), extra="ja"),
+    Language(
+        "z", "zh-CN", "Mandarin Chinese", ("zh", "zh-cn", "cmn", "mandarin", "chinese"), extra="zh"
+    ),
+    Language("e", "es-ES", "Spanish", ("es", "es-es", "spanish")),
+    Language("f", "fr-FR", "French", ("fr", "fr-fr", "french")),
+    Language("h", "hi-IN", "Hindi", ("hi", "hi-in", "hindi")),
+    Language("i", "it-IT", "Italian", ("it", "it-it", "italian")),
+    Language("p", "pt-BR", "Brazilian Portuguese", ("pt", "pt-br", "portuguese")),
+)
+
+
+class LanguageTable:
+    """Case-insensitive lookup of any alias (``_`` or ``-``) to a :class:`Language`."""
+
+    def __init__(self, languages: tuple[Language, ...] = LANGUAGES) -> None:
+        self.languages = languages
+        self._by_alias: dict[str, Language] = {}
+        for lang in languages:
+            for alias in (lang.code, lang.locale, *lang.aliases):
+                self._by_alias[_key(alias)] = lang
+
+    def resolve(self, alias: str) -> Language:
+        lang = self._by_alias.get(_key(alias))
+        if lang is None:
+            valid = ", ".join(f"{lg.code}/{lg.locale}" for lg in self.languages)
+            raise UnknownLanguage(f"unknown language {alias!r}; valid languages: {valid}")
+        return lang
+
+    def for_voice(self, voice_name: str) -> Language | None:
+        """A voice's language from its prefix letter (``af_heart`` -> American English)."""
+        return self._by_alias.get(voice_name[:1].lower()) if voice_name[1:2] in "fm" else None
+
+    def __getitem__(self, code: str) -> Language:
+        return self.resolve(code)
+
+
+def _key(alias: str) -> str:
+    return alias.strip().lower().replace("_", "-")

@@ -1,0 +1,235 @@
+"""ONNX Runtime: providers, session options, and the two Kokoro model contracts.
+
+The contract is read from the graph's own input/output names:
+
+* **classic** (hexgrad/onnx-community/kokoro-onnx exports): ``tokens`` or
+  ``input_ids`` ``[1, N]``, ``style [1, 256]``, ``speed [1]`` -> ``audio``; N <= 512.
+* **bucket** (msgflux's fixed-bucket streaming export): ``input_ids [1, B]``,
+  ``style``, ``speed``, ``input_lengths [1]`` -> ``waveform`` (fixed length) and
+  ``duration [B]``. Ids are padded to B and the waveform is trimmed to what the
+  durations predict: 480 samples per alignment frame plus a 3,120-sample tail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLES_PER_FRAME = 480
+TAIL_SAMPLES = 3120
+CLASSIC_CAPACITY = 510  # 512 positions minus the two pad ids
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+_GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+_AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime, or fail with the extra to install."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ConfigError(
+            "onnxruntime is not installed: install 'fastkokoro-wyoming[cpu]' "
+            "(or 'fastkokoro-wyoming[gpu]' on an NVIDIA host)"
+        ) from err
+    return onnxruntime
+
+
+@dataclass(frozen=True)
+class Contract:
+    kind: str  # "classic" | "bucket"
+    ids: str
+    style: str
+    speed: str
+    speed_dtype: Any
+    lengths: str | None
+    audio: str
+    duration: str | None
+    bucket: int | None  # fixed id width B (bucket contract only)
+
+    @property
+    def capacity(self) -> int:
+        """Most phoneme ids one call can take (besides the two pads)."""
+        return self.bucket - 2 if self.bucket else CLASSIC_CAPACITY
+
+
+def read_contract(session: ort.InferenceSession) -> Contract:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    ids = "input_ids" if "input_ids" in inputs else "tokens" if "tokens" in inputs else None
+    style = "style" if "style" in inputs else "ref_s" if "ref_s" in inputs else None
+    if ids is None or style is None or "speed" not in inputs:
+        raise ConfigError(
+            f"model: unsupported Kokoro ONNX contract (inputs {sorted(inputs)}); expected "
+            "tokens|input_ids, style, speed[, input_lengths]"
+        )
+    speed_dtype = (
+        np.int32
+        if "int32" in inputs["speed"].type
+        else (np.int64 if "int64" in inputs["speed"].type else np.float32)
+    )
+    if "input_lengths" in inputs:
+        width = inputs[ids].shape[-1]
+        if not isinstance(width, int) or width < 3:
+            raise ConfigError(f"model: bucket contract needs a fixed input_ids width, got {width}")
+        audio = "waveform" if "waveform" in outputs else outputs[0]
+        duration = "duration" if "duration" in outputs else None
+        if duration is None:
+            raise ConfigError("model: bucket contract needs a 'duration' output to trim audio")
+        return Contract(
+            "bucket", ids, style, "speed", speed_dtype, "input_lengths", audio, duration, width
+        )
+    audio = "audio" if "audio" in outputs else "waveform" if "waveform" in outputs else outputs[0]
+    return Contract("classic", ids, style, "speed", speed_dtype, None, audio, None, None)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    providers: tuple[str, ...] = ("cpu",)
+    provider_options: dict[str, dict[str, Any]] | None = None
+    intra_op_threads: int = 0  # 0: onnxruntime picks (physical cores)
+    inter_op_threads: int = 1
+    graph_optimization: str = "all"
+    cache_dir: Path | None = None  # TensorRT engine / timing cache
+
+
+def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
+    """Ordered provider list -> the ones to use. Missing ones fall back if the list allows."""
+    names: list[str] = []
+    for p in requested:
+        if p.lower() == "auto":
+            names.extend(x for x in _AUTO_ORDER if x in available and x not in names)
+            continue
+        full = PROVIDER_ALIASES.get(p.lower(), p)
+        if full not in names:
+            names.append(full)
+    usable = [p for p in names if p in available]
+    missing = [p for p in names if p not in available]
+    if not usable:
+        hint = (
+            " install 'fastkokoro-wyoming[gpu]' (onnxruntime-gpu) and CUDA 12/13 + cuDNN 9"
+            if any(m in _GPU_PROVIDERS for m in missing)
+            else ""
+        )
+        raise ConfigError(
+            f"runtime.providers: {', '.join(missing)} not available in the installed "
+            f"onnxruntime (available: {', '.join(available)});{hint}"
+        )
+    for m in missing:
+        _LOGGER.warning("Provider %s is not available; falling back to %s", m, usable[0])
+    return usable
+
+
+def provider_options(name: str, settings: RuntimeSettings) -> dict[str, Any]:
+    opts = dict((settings.provider_options or {}).get(name, {}))
+    short = next((k for k, v in PROVIDER_ALIASES.items() if v == name), name)
+    opts.update((settings.provider_options or {}).get(short, {}))
+    if name == "TensorrtExecutionProvider" and settings.cache_dir is not None:
+        cache = str(Path(settings.cache_dir) / "tensorrt")
+        os.makedirs(cache, exist_ok=True)
+        opts.setdefault("trt_engine_cache_enable", True)
+        opts.setdefault("trt_engine_cache_path", cache)
+        opts.setdefault("trt_timing_cache_enable", True)
+        opts.setdefault("trt_timing_cache_path", cache)
+    return opts
+
+
+class KokoroSession:
+    """One ONNX Runtime session and its contract. ``run`` is safe from many threads."""
+
+    def __init__(self, session: ort.InferenceSession, contract: Contract) -> None:
+        self.session = session
+        self.contract = contract
+        self.provider = session.get_providers()[0]
+
+    @classmethod
+    def open(cls, model: Path, settings: RuntimeSettings) -> KokoroSession:
+        ort = import_onnxruntime()
+        if not Path(model).is_file():
+            raise ConfigError(f"model.path: {model} does not exist")
+        if hasattr(ort, "preload_dlls") and any(
+            PROVIDER_ALIASES.get(p.lower(), p) in _GPU_PROVIDERS or p.lower() == "auto"
+            for p in settings.providers
+        ):
+            try:  # CUDA/cuDNN from the nvidia-* wheels, if that is how they were installed
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001 - best effort; the provider check below reports
+                _LOGGER.debug("onnxruntime.preload_dlls failed", exc_info=True)
+        providers = resolve_providers(settings.providers, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.intra_op_threads
+        opts.inter_op_num_threads = settings.inter_op_threads
+        level = _OPT_LEVELS.get(settings.graph_optimization.lower())
+        if level is None:
+            raise ConfigError(
+                f"runtime.graph_optimization: {settings.graph_optimization!r} is not one of "
+                f"{', '.join(_OPT_LEVELS)}"
+            )
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        try:
+            session = ort.InferenceSession(
+                str(model),
+                sess_options=opts,
+                providers=[(p, provider_options(p, settings)) for p in providers],
+            )
+        except Exception as err:  # ORT raises its own Fail/InvalidGraph types
+            raise ConfigError(f"model.path: cannot load {model}: {err}") from err
+        contract = read_contract(session)
+        _LOGGER.info(
+            "Model %s: %s contract, capacity %d ids, providers %s",
+            Path(model).name,
+            contract.kind,
+            contract.capacity,
+            session.get_providers(),
+        )
+        return cls(session, contract)
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float) -> np.ndarray:
+        """Phoneme ids (no pads) -> float32 audio at 24 kHz."""
+        c = self.contract
+        n = len(ids)
+        if n > c.capacity:
+            raise ValueError(f"{n} ids exceed the model's capacity of {c.capacity}")
+        feed: dict[str, np.ndarray] = {
+            c.style: np.ascontiguousarray(style, dtype=np.float32).reshape(1, -1),
+            c.speed: np.asarray([speed], dtype=c.speed_dtype),
+        }
+        if c.kind == "bucket":
+            tokens = np.zeros((1, c.bucket), dtype=np.int64)
+            tokens[0, 1 : n + 1] = ids
+            feed[c.ids] = tokens
+            feed[c.lengths] = np.asarray([n + 2], dtype=np.int64)
+            wave, duration = self.session.run([c.audio, c.duration], feed)
+            wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+            frames = int(np.asarray(duration).reshape(-1)[: n + 2].sum())
+            return wave[: min(wave.size, frames * SAMPLES_PER_FRAME + TAIL_SAMPLES)]
+        feed[c.ids] = np.asarray([[0, *ids, 0]], dtype=np.int64)
+        (wave,) = self.session.run([c.audio], feed)
+        return np.asarray(wave, dtype=np.float32).reshape(-1)

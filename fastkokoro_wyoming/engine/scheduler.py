@@ -1,0 +1,94 @@
+"""Model calls from every request, ordered so first audio stays fast for everyone.
+
+A fixed pool of worker threads takes jobs from one priority queue. A request's
+first segment outranks every other request's later segments; later segments are
+ordered by their index, so long requests interleave fairly instead of one
+narration starving an announcement. The queue is bounded: a full queue answers
+:class:`Busy` at once. A cancelled job leaves the queue without running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from .errors import Busy
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, workers: int = 1, max_queue: int = 64) -> None:
+        self.max_queue = max_queue
+        self._heap: list[tuple[tuple[int, ...], int, Future[Any], Callable[[], Any]]] = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._closed = False
+        self.busy_workers = 0
+        self._threads = [
+            threading.Thread(target=self._work, name=f"kokoro-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def queued(self) -> int:
+        return len(self._heap)
+
+    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...]) -> asyncio.Future[Any]:
+        """Queue ``fn`` at ``priority`` (lower first); await the returned future."""
+        fut: Future[Any] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("scheduler is closed")
+            if len(self._heap) >= self.max_queue:
+                raise Busy(f"the synthesis queue is full ({self.max_queue} segments waiting)")
+            heapq.heappush(self._heap, (priority, next(self._seq), fut, fn))
+            self._cond.notify()
+        fut.add_done_callback(self._discard_if_cancelled)
+        return asyncio.wrap_future(fut)
+
+    def _discard_if_cancelled(self, fut: Future[Any]) -> None:
+        """A cancelled job leaves the queue at once (its slot is free for others)."""
+        if fut.cancelled():
+            with self._cond:
+                kept = [entry for entry in self._heap if entry[2] is not fut]
+                if len(kept) != len(self._heap):
+                    heapq.heapify(kept)
+                    self._heap = kept
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._heap:
+                    return
+                _, _, fut, fn = heapq.heappop(self._heap)
+                if not fut.set_running_or_notify_cancel():
+                    continue  # cancelled while queued: never run
+                self.busy_workers += 1
+            try:
+                fut.set_result(fn())
+            except BaseException as err:  # delivered to the awaiting request
+                fut.set_exception(err)
+            finally:
+                with self._cond:
+                    self.busy_workers -= 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            for _, _, fut, _ in self._heap:
+                fut.cancel()
+            self._heap.clear()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=30)

@@ -1,0 +1,34 @@
+"""Plain data passed between the engine and its front ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SAMPLE_RATE = 24_000
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    """What a front end asks for.
+
+    ``voice`` is a voice name or a blend (``af_bella(2)+af_sky(1)``,
+    ``af_bella:0.7+af_sky:0.3``); ``None`` picks the default voice of ``lang``
+    (or the configured default). ``lang`` is any alias the language table knows;
+    ``None`` takes the voice's own language.
+    """
+
+    text: str
+    voice: str | None = None
+    lang: str | None = None
+    speed: float = 1.0
+    normalize: bool = True
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One installed voice, as both front ends list it."""
+
+    name: str
+    lang: str  # Kokoro's one-letter code: a b j z e f h i p
+    locale: str  # BCP-47 style code HA shows: en-US, en-GB, ja-JP, ...
+    gender: str  # "female" | "male"

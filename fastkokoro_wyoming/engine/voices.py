@@ -1,0 +1,169 @@
+"""Voice style vectors: loading, blending, and the row Kokoro picks per length.
+
+A Kokoro voice is a float32 ``[510, 256]`` table: row ``n`` is the style for an
+utterance of ``n`` phoneme ids. Voices come from an ``.npz`` (onnx-community /
+kokoro-onnx layout, arrays ``[510, 256]`` or ``[510, 1, 256]``) or a folder of
+``.bin``/``.npy`` files (kokoro-js / onnx-community ``voices/``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, UnknownVoice
+from .languages import LanguageTable
+from .types import VoiceInfo
+
+STYLE_ROWS = 510
+STYLE_DIM = 256
+
+# `af_bella(2)+af_sky(1)` (Kokoro-FastAPI) or `af_bella:0.7+af_sky:0.3`.
+_PART = re.compile(
+    r"^(?P<name>[A-Za-z0-9_\-.]+?)(?:\((?P<w1>[0-9]*\.?[0-9]+)\)|:(?P<w2>[0-9]*\.?[0-9]+))?$"
+)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A resolved voice (single or blend): its style table and language."""
+
+    name: str
+    lang: str  # one-letter code of the (first) component
+    styles: np.ndarray  # float32 [510, 256]
+
+    def style_for(self, n_ids: int) -> np.ndarray:
+        """Style row for an utterance of ``n_ids`` ids, clamped (row 510 does not exist)."""
+        row = min(max(n_ids - 1, 0), STYLE_ROWS - 1)
+        return self.styles[row : row + 1]
+
+
+class VoiceStore:
+    """All installed voices, by name. Blends are built on request and cached."""
+
+    def __init__(self, styles: dict[str, np.ndarray], languages: LanguageTable) -> None:
+        self._styles = styles
+        self._languages = languages
+        self._blends: dict[str, Voice] = {}
+        self.infos: list[VoiceInfo] = []
+        for name in sorted(styles):
+            lang = languages.for_voice(name)
+            if lang is None:
+                continue  # not a Kokoro name: usable, but not listed per language
+            gender = "female" if name[1] == "f" else "male"
+            self.infos.append(VoiceInfo(name, lang.code, lang.locale, gender))
+
+    @classmethod
+    def load(cls, path: Path, languages: LanguageTable) -> VoiceStore:
+        return cls(load_style_tables(path), languages)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._styles)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._styles
+
+    def default_for(self, lang_code: str, preferred: str | None = None) -> str | None:
+        if preferred and preferred in self._styles:
+            pl = self._languages.for_voice(preferred)
+            if pl is not None and pl.code == lang_code:
+                return preferred
+        for info in self.infos:  # sorted: af_heart would lose to af_alloy, so prefer hearts
+            if info.lang == lang_code and info.name.endswith("_heart"):
+                return info.name
+        for info in self.infos:
+            if info.lang == lang_code:
+                return info.name
+        return None
+
+    def resolve(self, spec: str) -> Voice:
+        """A voice name or blend spec -> :class:`Voice`; bad parts raise UnknownVoice."""
+        spec = spec.strip()
+        if spec in self._styles:
+            return self._voice(spec, self._styles[spec])
+        if spec in self._blends:
+            return self._blends[spec]
+        parts = [p.strip() for p in spec.replace(" ", "").split("+")]
+        if len(parts) < 2 and not _PART.match(spec):
+            raise UnknownVoice(self._unknown_message(spec))
+        names: list[str] = []
+        weights: list[float] = []
+        for part in parts:
+            m = _PART.match(part)
+            if not part or m is None:
+                raise UnknownVoice(f"bad voice blend part {part!r} in {spec!r}")
+            name = m["name"]
+            if name not in self._styles:
+                raise UnknownVoice(self._unknown_message(name, spec))
+            weight = float(m["w1"] or m["w2"] or 1.0)
+            if weight <= 0:
+                raise UnknownVoice(f"voice weight for {name!r} must be > 0 in {spec!r}")
+            names.append(name)
+            weights.append(weight)
+        w = np.asarray(weights, dtype=np.float32) / float(sum(weights))
+        table = sum(wi * self._styles[n] for wi, n in zip(w, names, strict=True))
+        voice = self._voice(spec, np.asarray(table, dtype=np.float32), lang_from=names[0])
+        if len(self._blends) < 256:  # blends are cheap to rebuild; don't grow without bound
+            self._blends[spec] = voice
+        return voice
+
+    def _voice(self, name: str, table: np.ndarray, lang_from: str | None = None) -> Voice:
+        lang = self._languages.for_voice(lang_from or name)
+        return Voice(name, lang.code if lang else "a", table)
+
+    def _unknown_message(self, name: str, spec: str | None = None) -> str:
+        where = f" in {spec!r}" if spec and spec != name else ""
+        close = [n for n in self.names if n.split("_")[-1] == name.split("_")[-1]]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return f"unknown voice {name!r}{where}{hint} ({len(self._styles)} voices installed)"
+
+
+def load_style_tables(path: Path) -> dict[str, np.ndarray]:
+    """Read every voice at ``path`` (npz file or folder) as float32 ``[510, 256]``."""
+    path = Path(path)
+    tables: dict[str, np.ndarray] = {}
+    if path.is_file() and path.suffix == ".npz":
+        index = _voices_txt(path.with_name("voices.txt"))
+        with np.load(path) as npz:
+            for key in npz.files:
+                name = index.get(key, key)
+                tables[name] = _check_shape(np.asarray(npz[key], dtype=np.float32), path, name)
+    elif path.is_dir():
+        for f in sorted(path.iterdir()):
+            if f.suffix == ".bin":
+                arr = np.fromfile(f, dtype=np.float32)
+            elif f.suffix == ".npy":
+                arr = np.load(f).astype(np.float32)
+            else:
+                continue
+            tables[f.stem] = _check_shape(arr, f, f.stem)
+    else:
+        raise ConfigError(f"voices: {path} is neither an .npz file nor a folder of .bin/.npy")
+    if not tables:
+        raise ConfigError(f"voices: no voices found in {path}")
+    return tables
+
+
+def _check_shape(arr: np.ndarray, path: Path, name: str) -> np.ndarray:
+    if arr.size != STYLE_ROWS * STYLE_DIM:
+        raise ConfigError(
+            f"voices: {name!r} in {path} has {arr.size} values, expected "
+            f"{STYLE_ROWS}x{STYLE_DIM} float32 (shape {tuple(arr.shape)})"
+        )
+    return arr.reshape(STYLE_ROWS, STYLE_DIM)
+
+
+def _voices_txt(path: Path) -> dict[str, str]:
+    """Optional ``voices.txt`` beside an npz: ``index=name`` lines naming ``arr_<index>``."""
+    if not path.is_file():
+        return {}
+    index: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, name = line.strip().partition("=")
+        if sep and name:
+            index[f"arr_{key}" if key.isdigit() else key] = name
+    return index

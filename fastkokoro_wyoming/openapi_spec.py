@@ -1,0 +1,279 @@
+"""OpenAPI 3.1 description of the HTTP front end, served at ``/openapi.json``.
+
+Kept as plain data so the limits it states (``input`` length, speed range, formats)
+come from the same constants and settings the handlers enforce.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
+from fastkokoro_wyoming.speech_params import (
+    MAX_SPEED,
+    MIN_SPEED,
+    MODEL_IDS,
+    STREAM_FORMATS,
+    default_format,
+    max_input_chars,
+)
+
+_REF = "#/components/schemas/"
+
+
+def _json(schema: str, description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF + schema}}},
+    }
+
+
+def _errors(*statuses: int) -> dict:
+    text = {
+        400: "Invalid request; `error.param` names the field.",
+        401: "Missing or wrong API key.",
+        404: "Unknown model or route.",
+        413: "Request body too large.",
+        500: "Internal error.",
+        503: "Busy or still loading; see `Retry-After`.",
+    }
+    return {str(s): _json("Error", text[s]) for s in statuses}
+
+
+def _speech_request(max_input_chars: int, default_format: str) -> dict:
+    return {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "model": {"type": "string", "enum": list(MODEL_IDS), "default": "kokoro"},
+            "input": {"type": "string", "minLength": 1, "maxLength": max_input_chars},
+            "voice": {
+                "description": "Kokoro voice, OpenAI voice name (mapped), or a blend such as "
+                "`af_bella(2)+af_sky(1)` or `af_bella:0.7+af_sky:0.3`.",
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {"id": {"type": "string"}},
+                    },
+                ],
+            },
+            "response_format": {"type": "string", "enum": list(FORMATS), "default": default_format},
+            "speed": {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED, "default": 1.0},
+            "stream_format": {"type": "string", "enum": list(STREAM_FORMATS), "default": "audio"},
+            "instructions": {"type": "string", "description": "Accepted and ignored."},
+            "lang_code": {"type": "string", "description": "Kokoro language (a, b, j, ...)."},
+            "lang": {"type": "string", "description": "Alias of `lang_code`."},
+            "stream": {
+                "type": "boolean",
+                "default": True,
+                "description": "false: one body with Content-Length.",
+            },
+            "normalization_options": {
+                "type": "object",
+                "properties": {"normalize": {"type": "boolean", "default": True}},
+            },
+        },
+        "additionalProperties": True,
+    }
+
+
+def _schemas(settings: Any) -> dict:
+    return {
+        "SpeechRequest": _speech_request(max_input_chars(settings), default_format(settings)),
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type", "param", "code"],
+                    "properties": {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": ["string", "null"]},
+                    },
+                }
+            },
+        },
+        "Model": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+            },
+        },
+        "ModelList": {
+            "type": "object",
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": {"$ref": _REF + "Model"}},
+            },
+        },
+        "AudioModels": {
+            "type": "object",
+            "properties": {
+                "models": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"id": {"type": "string"}}},
+                }
+            },
+        },
+        "Voices": {
+            "type": "object",
+            "properties": {
+                "voices": {
+                    "type": "array",
+                    "items": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    k: {"type": "string"}
+                                    for k in ("id", "name", "language", "lang_code", "gender")
+                                },
+                            },
+                        ]
+                    },
+                }
+            },
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}},
+        },
+    }
+
+
+def _sse_description() -> str:
+    return (
+        "Events `speech.audio.delta` (`audio`: base64 bytes of the response_format) "
+        "then one `speech.audio.done` with `usage`."
+    )
+
+
+def build_openapi(settings: Any) -> dict:
+    """The whole document for this server's settings."""
+    audio = {
+        ctype: {"schema": {"type": "string", "format": "binary"}}
+        for ctype in dict.fromkeys(CONTENT_TYPES.values())
+    }
+    audio["text/event-stream"] = {"schema": {"type": "string", "description": _sse_description()}}
+    spec: dict = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fastkokoro-wyoming OpenAI-compatible speech API",
+            "version": "1",
+            "description": "Kokoro TTS behind OpenAI's /v1/audio/speech.",
+        },
+        "paths": {
+            "/v1/audio/speech": {
+                "post": {
+                    "summary": "Synthesize speech (streamed unless stream=false)",
+                    "operationId": "createSpeech",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": _REF + "SpeechRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "Audio, or SSE events", "content": audio},
+                        **_errors(400, 401, 413, 500, 503),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "List model ids",
+                    "operationId": "listModels",
+                    "responses": {"200": _json("ModelList", "Models"), **_errors(401)},
+                }
+            },
+            "/v1/models/{model_id}": {
+                "get": {
+                    "summary": "One model",
+                    "operationId": "getModel",
+                    "parameters": [
+                        {
+                            "name": "model_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _json("Model", "Model"), **_errors(401, 404)},
+                }
+            },
+            "/v1/audio/models": {
+                "get": {
+                    "summary": "Speech model ids (Open WebUI)",
+                    "operationId": "listAudioModels",
+                    "responses": {"200": _json("AudioModels", "Models"), **_errors(401)},
+                }
+            },
+            "/v1/audio/voices": {
+                "get": {
+                    "summary": "Installed voices",
+                    "operationId": "listVoices",
+                    "parameters": [
+                        {
+                            "name": "legacy",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean"},
+                            "description": "true: a list of names only",
+                        }
+                    ],
+                    "responses": {"200": _json("Voices", "Voices"), **_errors(401)},
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Readiness (no auth)",
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {
+                        "200": _json("Health", "Ready"),
+                        "503": _json("Health", "Loading"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+        },
+        "components": {"schemas": _schemas(settings)},
+    }
+    if getattr(settings, "api_key", None):
+        spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        spec["security"] = [{"bearer": []}]
+    return spec

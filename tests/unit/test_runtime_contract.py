@@ -1,0 +1,125 @@
+"""Both model contracts on tiny graphs built with onnx.helper (no real model needed)."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from fastkokoro_wyoming.config import EngineConfig, LimitsConfig
+from fastkokoro_wyoming.engine import Engine, SynthesisRequest
+from fastkokoro_wyoming.engine.errors import ConfigError
+from fastkokoro_wyoming.engine.languages import LanguageTable
+from fastkokoro_wyoming.engine.runtime import (
+    KokoroSession,
+    RuntimeSettings,
+    resolve_providers,
+)
+from fastkokoro_wyoming.engine.scheduler import Scheduler
+from fastkokoro_wyoming.engine.tokens import Vocab
+from fastkokoro_wyoming.engine.voices import VoiceStore
+from tests.tiny_models import FRAMES_PER_ID, build_bucket_model, build_classic_model
+
+STYLE = np.zeros((1, 256), np.float32)
+
+
+@pytest.fixture(scope="module")
+def bucket_session(tmp_path_factory):
+    path = build_bucket_model(tmp_path_factory.mktemp("m") / "b16.onnx", bucket=16)
+    return KokoroSession.open(path, RuntimeSettings())
+
+
+def test_contract_read_from_graph(bucket_session, tmp_path):
+    c = bucket_session.contract
+    assert (c.kind, c.bucket, c.capacity, c.lengths) == ("bucket", 16, 14, "input_lengths")
+    classic = KokoroSession.open(build_classic_model(tmp_path / "c.onnx"), RuntimeSettings())
+    assert (classic.contract.kind, classic.contract.capacity, classic.contract.ids) == (
+        "classic",
+        510,
+        "tokens",
+    )
+
+
+def test_bucket_pads_passes_length_and_trims(bucket_session):
+    ids = [5, 6, 7]
+    audio = bucket_session.run(ids, STYLE, 1.0)
+    # every sample is sum(input_ids): the pads are zeros and nothing else was added
+    assert np.all(audio == sum(ids))
+    # (n + 2 pads) positions x 2 frames x 480 samples + the 3,120-sample tail
+    assert audio.size == (len(ids) + 2) * FRAMES_PER_ID * 480 + 3120
+    full = bucket_session.run(list(range(1, 15)), STYLE, 1.0)
+    assert full.size == 16 * FRAMES_PER_ID * 480 + 3120
+    with pytest.raises(ValueError, match="capacity"):
+        bucket_session.run(list(range(1, 16)), STYLE, 1.0)
+
+
+def test_classic_wraps_ids_in_pads(tmp_path):
+    s = KokoroSession.open(build_classic_model(tmp_path / "c.onnx"), RuntimeSettings())
+    audio = s.run([5, 6], STYLE, 1.0)
+    assert audio.size == 4 * 600
+    assert list(audio[::600]) == [0.0, 5.0, 6.0, 0.0]
+
+
+class SpellingG2P:
+    """Phonemes = the text itself (letters are in Kokoro's vocab), no spaCy needed."""
+
+    def phonemize(self, text, code, normalize=True):
+        return text.lower()
+
+    def warm(self, code):
+        pass
+
+
+def tiny_engine(session, **cfg):
+    styles = {"af_heart": np.zeros((510, 256), np.float32)}
+    return Engine(
+        EngineConfig(limits=LimitsConfig(max_input_chars=10_000), **cfg),
+        voices=VoiceStore(styles, LanguageTable()),
+        vocab=Vocab.load(),
+        g2p=SpellingG2P(),
+        session=session,
+        scheduler=Scheduler(1, 64),
+        languages=LanguageTable(),
+    )
+
+
+async def test_segment_too_long_for_bucket_is_split_not_truncated(bucket_session):
+    eng = tiny_engine(bucket_session)
+    text = "abc def hij klm nop qrs tuv wxyz abc."  # one sentence, 36 ids > 14
+    expected_ids = eng.vocab.encode(text)
+    chunks = [c async for c in eng.synthesize(SynthesisRequest(text))]
+    assert len(chunks) >= 3
+    # each chunk's samples carry the sum of the ids it was given: together, all of them,
+    # less the one space (id 16) dropped at each cut between words
+    space = eng.vocab.encode(" ")[0]
+    assert sum(int(c[0]) for c in chunks) == sum(expected_ids) - space * (len(chunks) - 1)
+    eng.close()
+
+
+async def test_pause_is_exact_silence_without_a_model_call(bucket_session):
+    eng = tiny_engine(bucket_session)
+    chunks = [c async for c in eng.synthesize(SynthesisRequest("ab [pause:0.5s] cd"))]
+    assert [c.size for c in chunks][1] == 12_000 and not chunks[1].any()
+    assert chunks[0][0] > 0 and chunks[2][0] > 0
+    eng.close()
+
+
+async def test_cancel_drops_queued_calls(bucket_session):
+    eng = tiny_engine(bucket_session)
+    agen = eng.synthesize(SynthesisRequest(". ".join(["abc def"] * 50)))
+    await agen.__anext__()
+    await agen.aclose()
+    await asyncio.sleep(0.05)
+    assert eng.scheduler.queued == 0 and eng.active_streams == 0
+    eng.close()
+
+
+def test_provider_fallback_and_errors():
+    assert resolve_providers(("cuda", "cpu"), ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert resolve_providers(("auto",), ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    with pytest.raises(ConfigError, match=r"fastkokoro-wyoming\[gpu\]"):
+        resolve_providers(("cuda",), ["CPUExecutionProvider"])
+    with pytest.raises(ConfigError, match="TensorrtExecutionProvider"):
+        resolve_providers(("tensorrt",), ["CPUExecutionProvider"])
