@@ -32,13 +32,15 @@ class Daemon:
     engine: Engine
     http: HttpService | None
     wyoming: WyomingService | None
+    owns_engine: bool = True  # False when the caller passed an engine in (tests share one)
 
     async def stop(self) -> None:
         if self.wyoming is not None:
             await self.wyoming.stop()  # unregisters zeroconf first, then drains
         if self.http is not None:
             await self.http.stop()
-        await asyncio.to_thread(self.engine.close)
+        if self.owns_engine:
+            await asyncio.to_thread(self.engine.close)
 
     def ready_line(self) -> str:
         parts = []
@@ -62,6 +64,7 @@ def http_settings(cfg: Config) -> Any:
 
 
 async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
+    owns = engine is None
     engine = engine or await Engine.load(cfg.engine)
     http = wyoming = None
     try:
@@ -70,9 +73,9 @@ async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
         if cfg.wyoming.enabled:
             wyoming = await start_wyoming_server(engine, cfg.wyoming)
     except BaseException:
-        await Daemon(cfg, engine, http, wyoming).stop()
+        await Daemon(cfg, engine, http, wyoming, owns).stop()
         raise
-    daemon = Daemon(cfg, engine, http, wyoming)
+    daemon = Daemon(cfg, engine, http, wyoming, owns)
     _LOGGER.info("%s", daemon.ready_line())
     return daemon
 
