@@ -1,0 +1,213 @@
+"""Concurrent streaming clients against this daemon and fastkokoro 0.7.0, in one run.
+
+Each server is started in turn on the same machine with the same int8 model and voices
+(the anchor through ../shared/anchor/run-fastkokoro.sh), then N clients (1, 4, 8) post
+the same text at once and stream pcm. Reported per server, text and N: time to first
+audio p50/p90, player stall (how long a player that starts at the first byte runs dry),
+aggregate audio-seconds per wall-second, /health latency under load (p50/max) and the
+server's peak RSS. The bare model's throughput on the same segments closes the table.
+
+    uv run --extra cpu python bench/load_bench.py [--quick] [--clients 1,4,8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from common import ROOT, TEXTS, assets, median, pct
+
+BYTES_PER_S = 48_000  # 24 kHz s16le mono
+ANCHOR = Path(os.environ.get("FK_ANCHOR", ROOT.parent / "shared" / "anchor" / "run-fastkokoro.sh"))
+
+
+@dataclass
+class ClientResult:
+    ttfa: float
+    total: float
+    audio_s: float
+    stall: float
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    body_extra: dict = field(default_factory=dict)
+
+    def peak_rss_mb(self) -> float:
+        for pid in _tree(self.proc.pid):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+            except OSError:
+                continue
+        return float("nan")
+
+    def stop(self) -> None:
+        for pid in reversed(_tree(self.proc.pid)):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants, parent first (the anchor script execs python)."""
+    out = [pid]
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for k in kids:
+        out.extend(_tree(int(k)))
+    return out
+
+
+def stall_time(arrivals: list[tuple[float, int]], start: float) -> float:
+    """Seconds a player starting at the first byte waits for data after it started."""
+    if not arrivals:
+        return 0.0
+    play_clock = arrivals[0][0]  # wall time when the buffered audio would run out
+    stall = 0.0
+    for t, n in arrivals:
+        if t > play_clock:  # the buffer ran dry before this chunk came
+            stall += t - play_clock
+            play_clock = t
+        play_clock += n / BYTES_PER_S
+    return stall
+
+
+async def one_client(session: aiohttp.ClientSession, server: Server, text: str) -> ClientResult:
+    body = {"model": "tts-1", "input": text, "voice": "af_heart", "response_format": "pcm",
+            "stream": True, **server.body_extra}
+    t0 = time.perf_counter()
+    arrivals: list[tuple[float, int]] = []
+    async with session.post(f"http://127.0.0.1:{server.port}/v1/audio/speech", json=body) as r:
+        if r.status != 200:
+            raise RuntimeError(f"{server.name}: HTTP {r.status}: {await r.text()}")
+        async for chunk in r.content.iter_any():
+            arrivals.append((time.perf_counter(), len(chunk)))
+    total_bytes = sum(n for _, n in arrivals)
+    return ClientResult(arrivals[0][0] - t0, time.perf_counter() - t0, total_bytes / BYTES_PER_S,
+                        stall_time(arrivals, t0))
+
+
+async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) -> None:
+    async with aiohttp.ClientSession() as s:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                async with s.get(f"http://127.0.0.1:{server.port}/health",
+                                 timeout=aiohttp.ClientTimeout(total=120)) as r:
+                    await r.read()
+                out.append(time.perf_counter() - t0)
+            except (TimeoutError, aiohttp.ClientError):
+                out.append(float("inf"))
+            await asyncio.sleep(0.25)
+
+
+async def run_case(server: Server, text: str, clients: int) -> dict[str, float]:
+    health: list[float] = []
+    stop = asyncio.Event()
+    probe = asyncio.create_task(health_probe(server, stop, health))
+    timeout = aiohttp.ClientTimeout(total=1800)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one_client(session, server, text)
+                                         for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    stop.set()
+    await probe
+    ttfa = sorted(r.ttfa for r in results)
+    return {"ttfa_p50": pct(ttfa, 50), "ttfa_p90": pct(ttfa, 90),
+            "stall_max": max(r.stall for r in results),
+            "stall_mean": sum(r.stall for r in results) / clients,
+            "throughput": sum(r.audio_s for r in results) / wall,
+            "health_p50_ms": 1000 * median(health) if health else float("nan"),
+            "health_max_ms": 1000 * max(health) if health else float("nan")}
+
+
+async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/health") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.5)
+    raise TimeoutError(f"server on {port} not ready")
+
+
+def start_ours(model: Path, voices: Path, port: int, log: Path) -> Server:
+    cmd = [sys.executable, "-m", "fastkokoro_wyoming", "--model", str(model), "--voices",
+           str(voices), "--http-host", "127.0.0.1", "--http-port", str(port),
+           "--wyoming-enabled", "false", "--log-level", "WARNING"]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Server("fastkokoro-wyoming", port, proc)
+
+
+def start_anchor(model: Path, voices: Path, port: int, log: Path) -> Server:
+    env = {**os.environ, "FK_MODEL": str(model), "FK_VOICES_DIR": str(voices),
+           "FK_WORK": str(ROOT / ".anchor"), "FASTKOKORO_ONNX_INTRA_OP_NUM_THREADS": "2"}
+    env.pop("VIRTUAL_ENV", None)
+    proc = subprocess.Popen(["bash", str(ANCHOR), str(port)], env=env,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return Server("fastkokoro 0.7.0", port, proc)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", default="1,4,8")
+    parser.add_argument("--texts", default="short,medium,long")
+    parser.add_argument("--quick", action="store_true", help="short+medium, 1 and 4 clients")
+    parser.add_argument("--skip-anchor", action="store_true")
+    args = parser.parse_args()
+    clients = [1, 4] if args.quick else [int(c) for c in args.clients.split(",")]
+    texts = ["short", "medium"] if args.quick else args.texts.split(",")
+    model, voices = assets()
+    logs = Path(tempfile.mkdtemp(prefix="fk-bench-"))
+    starters = [start_ours] + ([] if args.skip_anchor else [start_anchor])
+    print(f"logs in {logs}; texts {texts}; clients {clients}")
+    print("| server | text | clients | first audio p50 s | p90 s | stall max s | "
+          "audio-s/wall-s | /health p50 ms | /health max ms | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for i, start in enumerate(starters):
+        server = start(model, voices, 18980 + i, logs / f"server{i}.log")
+        try:
+            await wait_ready(server.port, server.proc)
+            async with aiohttp.ClientSession() as s:
+                await one_client(s, server, "Warm up the server.")
+            for name in texts:
+                for n in clients:
+                    r = await run_case(server, TEXTS[name], n)
+                    print(f"| {server.name} | {name} | {n} | {r['ttfa_p50']:.2f} | "
+                          f"{r['ttfa_p90']:.2f} | {r['stall_max']:.2f} | {r['throughput']:.2f} "
+                          f"| {r['health_p50_ms']:.0f} | {r['health_max_ms']:.0f} | "
+                          f"{server.peak_rss_mb():.0f} |", flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
