@@ -66,6 +66,7 @@ class LimitsConfig:
     max_input_chars: int = 4096  # OpenAI's limit
     max_streams: int = 16  # requests synthesizing at once; more get "busy"
     max_queue: int = 64  # model calls waiting; more get "busy"
+    max_request_seconds: float = 900.0  # wall time one request may take, reader included
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ class WyomingConfig:
     zeroconf_name: str = "fastkokoro"
     program_name: str = "kokoro"
     samples_per_chunk: int = 1024
+    idle_timeout_s: float = 120.0  # close a connection with no event and no synthesis
+    max_event_bytes: int = 1_048_576  # data/payload of one client event
+    drain_timeout_s: float = 10.0  # on shutdown, time left to requests in flight
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from .config import Config
 from .engine import Engine
 from .metrics import Metrics
 from .openai_api import HttpService, start_http_server
-from .wyoming_server import WyomingService, start_wyoming_server
+from .wyoming_service import WyomingService, start_wyoming_server
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +24,7 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.ping import Ping, Pong
-from wyoming.server import AsyncEventHandler, AsyncTcpServer
+from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -36,10 +36,10 @@ from wyoming.tts import (
 
 from . import __version__
 from .audio import float_to_pcm16
-from .discovery import WyomingAnnouncer
 from .engine.errors import EmptyText, EngineError
 from .engine.sentences import SentenceSplitter
 from .engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .wyoming_io import ProtocolError, read_event
 
 if TYPE_CHECKING:  # any object with these attributes works (tests use their own dataclass)
     from .config import WyomingConfig
@@ -152,6 +152,41 @@ class WyomingHandler(AsyncEventHandler):
         except Exception:
             _LOGGER.exception("Failed to handle %s event", event.type)
         return True
+
+    async def run(self) -> None:
+        """Read events with limits and an idle timeout (the base class trusts the client)."""
+        self._is_running = True
+        idle = self._settings.idle_timeout_s
+        try:
+            while self._is_running:
+                try:
+                    event = await asyncio.wait_for(
+                        read_event(self.reader, max_data=self._settings.max_event_bytes,
+                                   max_payload=self._settings.max_event_bytes),
+                        timeout=idle or None)
+                except TimeoutError:
+                    if self._worker is not None and not self._worker.done():
+                        continue  # synthesizing: a quiet client is not an idle one
+                    _LOGGER.debug("Closing a connection idle for %s s", idle)
+                    break
+                except ProtocolError as err:
+                    _LOGGER.info("Closing a connection after a bad event: %s", err)
+                    await self._reject(str(err))
+                    break
+                if event is None or not await self.handle_event(event):
+                    break
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def _reject(self, reason: str) -> None:
+        """Tell the client why before hanging up; ends any request it was waiting on."""
+        try:
+            await self.write_event(Error(text=reason, code="bad_event").event())
+            if self._stream is not None:
+                await self.write_event(SynthesizeStopped().event())
+        except (ConnectionError, RuntimeError):
+            pass
 
     async def disconnect(self) -> None:
         """Client gone (or server stopping): stop its synthesis now, not when it finishes."""
@@ -323,86 +358,3 @@ class WyomingHandler(AsyncEventHandler):
     async def _send_error(self, reply: _Reply, text: str, code: str) -> None:
         await self.write_event(Error(text=text, code=code).event())
         reply.failed = True
-
-
-class WyomingService:
-    """The Wyoming TCP listener plus its zeroconf announcement, inside the daemon's loop."""
-
-    def __init__(
-        self,
-        engine: EngineLike,
-        settings: WyomingConfig,
-        *,
-        zeroconf_interfaces: Sequence[str] | None = None,
-    ) -> None:
-        self._engine = engine
-        self._settings = settings
-        self._zeroconf_interfaces = zeroconf_interfaces
-        self._server: AsyncTcpServer | None = None
-        self._announcer: WyomingAnnouncer | None = None
-        self.port = settings.port  # the bound port once started (differs when 0 is asked)
-
-    @property
-    def announcer(self) -> WyomingAnnouncer | None:
-        """The live zeroconf registration, if any."""
-        return self._announcer
-
-    async def start(self) -> None:
-        """Bind (raising OSError if the port is taken), then announce over zeroconf."""
-        info = build_info(self._engine, self._settings)
-        server = AsyncTcpServer(self._settings.host, self._settings.port)
-        # start(), not run(): run() installs and later removes a SIGTERM handler, and the
-        # daemon owns signal handling.
-        await server.start(partial(WyomingHandler, self._engine, self._settings, info))
-        self._server = server
-        self.port = _bound_port(server, self._settings.port)
-        _LOGGER.info("Wyoming server listening on %s:%s", self._settings.host, self.port)
-        if self._settings.zeroconf:
-            announcer = WyomingAnnouncer(
-                self._settings.zeroconf_name,
-                self.port,
-                self._settings.host,
-                interfaces=self._zeroconf_interfaces,
-            )
-            try:
-                await announcer.register()
-            except Exception:
-                # Still usable: HA can add the integration by host and port.
-                _LOGGER.exception("Zeroconf announcement of %s failed", announcer.service_name)
-            else:
-                self._announcer = announcer
-
-    async def stop(self) -> None:
-        """Withdraw the announcement, close the listener and every open connection."""
-        announcer, self._announcer = self._announcer, None
-        if announcer is not None:
-            try:
-                await announcer.unregister()
-            except Exception:
-                _LOGGER.exception("Zeroconf unregistration failed")
-        server, self._server = self._server, None
-        if server is None:
-            return
-        connections = list(getattr(server, "_handlers", {}))  # wyoming keeps them private
-        await server.stop()
-        if connections:
-            await asyncio.wait(connections, timeout=5)
-
-
-def _bound_port(server: AsyncTcpServer, fallback: int) -> int:
-    """The real port after binding (port 0 in tests); wyoming keeps the asyncio.Server private."""
-    aio_server = getattr(server, "_server", None)
-    sockets = aio_server.sockets if aio_server is not None else ()
-    return sockets[0].getsockname()[1] if sockets else fallback
-
-
-async def start_wyoming_server(
-    engine: EngineLike,
-    settings: WyomingConfig,
-    *,
-    zeroconf_interfaces: Sequence[str] | None = None,
-) -> WyomingService:
-    """Start serving Wyoming (and announce it if ``settings.zeroconf``); stop() undoes it."""
-    service = WyomingService(engine, settings, zeroconf_interfaces=zeroconf_interfaces)
-    await service.start()
-    return service

@@ -28,13 +28,14 @@ from .errors import (
     EmptyText,
     InvalidSpeed,
     LanguageMismatch,
+    SynthesisTimeout,
     TextTooLong,
     UnknownVoice,
 )
 from .g2p import G2P
 from .languages import LanguageTable
 from .runtime import KokoroSession, RuntimeSettings
-from .scheduler import Scheduler
+from .scheduler import Job, Scheduler
 from .sentences import split_sentences
 from .text import Pause, clean, has_speech, split_pauses
 from .tokens import Vocab
@@ -231,13 +232,15 @@ class Engine:
         self.active_streams += 1
         seq = next(self._seq)
         plan = self._plan(prep)
-        pending: deque[asyncio.Future[np.ndarray] | np.ndarray] = deque()
+        pending: deque[Job | np.ndarray] = deque()
         lookahead = self.cfg.segmentation.lookahead
         gap = np.zeros(
             int(SAMPLE_RATE * self.cfg.segmentation.boundary_silence_ms / 1000), dtype=np.float32
         )
         index = 0
         exhausted = False
+        limit = self.cfg.limits.max_request_seconds
+        deadline = time.monotonic() + limit
         try:
             while True:
                 while not exhausted and len(pending) <= lookahead:
@@ -252,13 +255,22 @@ class Engine:
                 if not pending:
                     return
                 head = pending.popleft()
-                audio = head if isinstance(head, np.ndarray) else await head
+                if isinstance(head, np.ndarray):
+                    audio = head
+                else:
+                    try:
+                        audio = await asyncio.wait_for(head.result,
+                                                       max(deadline - time.monotonic(), 0))
+                    except TimeoutError:
+                        raise SynthesisTimeout(
+                            f"the request ran past engine.limits.max_request_seconds ({limit} s)"
+                        ) from None
                 if gap.size and not isinstance(head, np.ndarray) and (pending or not exhausted):
                     audio = np.concatenate([audio, gap])
                 yield audio
         finally:
             for p in pending:
-                if isinstance(p, asyncio.Future):
+                if isinstance(p, Job):
                     p.cancel()
             plan.close()
             self.active_streams -= 1

@@ -74,6 +74,13 @@ class Busy(EngineError):
     retry_after = 1
 
 
+class SynthesisTimeout(EngineError):
+    """The request ran past ``engine.limits.max_request_seconds``."""
+
+    code = "synthesis_timeout"
+    status = 504
+
+
 class SynthesisFailed(EngineError):
     code = "synthesis_failed"
     status = 500

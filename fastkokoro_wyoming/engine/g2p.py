@@ -11,11 +11,14 @@ frontend (extra ``zh``), Japanese ``misaki-ja-lightning`` (extra ``ja``).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from .errors import LanguageUnavailable
 from .languages import Language, LanguageTable
+from .normalize import japanese_numbers, normalize
 from .text import normalize_english
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,6 +26,28 @@ _LOGGER = logging.getLogger(__name__)
 Phonemizer = Callable[[str], str]
 
 _ESPEAK_CODES = {"e": "es", "f": "fr-fr", "h": "hi", "i": "it", "p": "pt-br"}
+
+# A short typical sentence per language: warming runs the whole path once (jieba builds
+# its dictionary, MeCab and espeak load theirs) so the first request does not pay for it.
+_WARM_TEXT = {
+    "a": "Hello, one two three.",
+    "b": "Hello, one two three.",
+    "j": "今日は3月5日です。",
+    "z": "今天是3月5日。",
+    "e": "Hola, uno dos tres.",
+    "f": "Bonjour, un deux trois.",
+    "h": "नमस्ते, एक दो तीन।",
+    "i": "Ciao, uno due tre.",
+    "p": "Olá, um dois três.",
+}
+
+# Latin-script words inside Chinese or Japanese text ("iPhone", "GPS"): their G2P would
+# pass them through letter by letter, and the letters are not phonemes (uppercase A, I,
+# O are diphthongs in Kokoro's vocabulary). They are read with espeak's English instead.
+_LATIN = "A-Za-zÀ-ÖØ-öø-ÿ"
+_LATIN_WORD = rf"[{_LATIN}][{_LATIN}'’-]*"
+_LATIN_RUN = re.compile(rf"{_LATIN_WORD}(?:\s+{_LATIN_WORD})*")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:…])")
 
 
 class G2P:
@@ -41,12 +66,18 @@ class G2P:
 
     def warm(self, code: str) -> None:
         """Load a language and run it once (jieba, spaCy and espeak build caches on first call)."""
-        self.phonemize("Hello, one two three." if code in "ab" else "1 2 3", code)
+        code = self._languages.resolve(code).code
+        self.phonemize(_WARM_TEXT.get(code, "1 2 3"), code)
 
     def phonemize(self, text: str, code: str, *, normalize: bool = True) -> str:
+        """Phonemes for one sentence; ``code`` is any alias, ``normalize`` applies reading rules.
+
+        Raises UnknownLanguage, or LanguageUnavailable naming the extra to install.
+        """
+        code = self._languages.resolve(code).code
         fn = self._get(code)
-        if normalize and code in "ab":
-            text = normalize_english(text)
+        if normalize:
+            text = _normalize(text, code)
         with self._locks[code]:  # misaki/spaCy/espeak objects are not documented thread-safe
             return fn(text)
 
@@ -63,28 +94,31 @@ class G2P:
         return fn
 
 
+def _normalize(text: str, code: str) -> str:
+    return normalize_english(text) if code in ("a", "b") else normalize(text, code)
+
+
 def _build(lang: Language) -> Phonemizer:
     try:
-        if lang.code in "ab":
+        if lang.code in ("a", "b"):
             return _english(british=lang.code == "b")
         if lang.code == "z":
-            from misaki import zh
-
-            g = zh.ZHG2P()
-            return lambda text: g(text)[0]
+            return _mandarin()
         if lang.code == "j":
-            from misaki_ja_lightning import JAG2P
-
-            g = JAG2P()
-            return lambda text: g(text)[0]
+            return _japanese()
         from misaki import espeak
 
         g = espeak.EspeakG2P(language=_ESPEAK_CODES[lang.code])
         return lambda text: g(text)[0]
     except ImportError as err:
-        extra = f"fastkokoro-wyoming[{lang.extra}]" if lang.extra else "fastkokoro-wyoming"
+        missing = err.name or str(err)
+        if lang.extra:
+            hint = f"install the extra: pip install 'fastkokoro-wyoming[{lang.extra}]'"
+        else:
+            hint = "they are part of the default install: reinstall fastkokoro-wyoming"
         raise LanguageUnavailable(
-            f"{lang.name} needs packages that are not installed ({err.name}): install {extra}"
+            f"{lang.name} ({lang.locale}) needs packages that are not installed "
+            f"(missing {missing}); {hint}"
         ) from err
 
 
@@ -104,3 +138,56 @@ def _english(british: bool) -> Phonemizer:
 
     g = _EnglishG2P()
     return lambda text: g(text)[0]
+
+
+def _latin_as_english() -> Phonemizer:
+    """espeak-ng's American English in Kokoro's symbols (misaki's out-of-vocabulary path)."""
+    from misaki import espeak
+
+    fallback = espeak.EspeakFallback(british=False)
+
+    def read(run: str) -> str:
+        ps, _ = fallback(SimpleNamespace(text=run))
+        return ps or ""
+
+    return read
+
+
+def _with_latin(native: Phonemizer, latin: Phonemizer) -> Phonemizer:
+    """Phonemize Latin-script runs with ``latin`` and everything else with ``native``."""
+
+    def phonemize(text: str) -> str:
+        out: list[str] = []
+        pos = 0
+        for m in _LATIN_RUN.finditer(text):
+            out.append(native(text[pos : m.start()]))
+            out.append(latin(m.group(0)))
+            pos = m.end()
+        out.append(native(text[pos:]))
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(p.strip() for p in out if p.strip()))
+
+    return phonemize
+
+
+def _mandarin() -> Phonemizer:
+    import jieba
+    from misaki import zh
+
+    jieba.setLogLevel(logging.WARNING)  # it prints "Building prefix dict..." otherwise
+    g = zh.ZHG2P()  # version None: the legacy frontend Kokoro v1.0 weights were trained on
+    return _with_latin(lambda text: g(text)[0] if text.strip() else "", _latin_as_english())
+
+
+def _japanese() -> Phonemizer:
+    # Import the dictionary first: without unidic-lite, misaki-ja-lightning downloads unidic.
+    import unidic_lite  # noqa: F401
+    from misaki_ja_lightning import JAG2P
+
+    g = JAG2P()  # cutlet (MeCab + unidic-lite) reading, as fastkokoro 0.7.0 uses
+
+    def native(text: str) -> str:
+        # its own digit reading misses counters (3月 "san tsuki") and fails at 10 digits
+        text = japanese_numbers(text)
+        return g(text)[0] if text.strip() else ""
+
+    return _with_latin(native, _latin_as_english())

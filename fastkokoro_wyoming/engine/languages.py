@@ -25,7 +25,11 @@ LANGUAGES: tuple[Language, ...] = (
     Language("b", "en-GB", "British English", ("en-gb", "british", "en-uk")),
     Language("j", "ja-JP", "Japanese", ("ja", "ja-jp", "jp", "japanese"), extra="ja"),
     Language(
-        "z", "zh-CN", "Mandarin Chinese", ("zh", "zh-cn", "cmn", "mandarin", "chinese"), extra="zh"
+        "z",
+        "zh-CN",
+        "Mandarin Chinese",
+        ("zh", "zh-cn", "zh-hans", "cmn", "cmn-cn", "mandarin", "chinese"),
+        extra="zh",
     ),
     Language("e", "es-ES", "Spanish", ("es", "es-es", "spanish")),
     Language("f", "fr-FR", "French", ("fr", "fr-fr", "french")),
@@ -46,15 +50,25 @@ class LanguageTable:
                 self._by_alias[_key(alias)] = lang
 
     def resolve(self, alias: str) -> Language:
-        lang = self._by_alias.get(_key(alias))
+        """Any code, locale or alias, any case, ``_`` or ``-``; else UnknownLanguage."""
+        lang = self._by_alias.get(_key(alias)) if isinstance(alias, str) else None
         if lang is None:
-            valid = ", ".join(f"{lg.code}/{lg.locale}" for lg in self.languages)
-            raise UnknownLanguage(f"unknown language {alias!r}; valid languages: {valid}")
+            raise UnknownLanguage(f"unknown language {alias!r}; valid languages: {self.valid()}")
         return lang
 
+    def valid(self) -> str:
+        """``a/en-US, b/en-GB, ...``: what error messages list."""
+        return ", ".join(f"{lg.code}/{lg.locale}" for lg in self.languages)
+
     def for_voice(self, voice_name: str) -> Language | None:
-        """A voice's language from its prefix letter (``af_heart`` -> American English)."""
-        return self._by_alias.get(voice_name[:1].lower()) if voice_name[1:2] in "fm" else None
+        """A voice's language from its prefix (``af_heart`` -> American English).
+
+        Kokoro names are ``<language><f|m>_<name>``; anything else has no language.
+        """
+        if len(voice_name) < 4 or voice_name[1] not in "fmFM" or voice_name[2] != "_":
+            return None
+        code = voice_name[0].lower()
+        return next((lg for lg in self.languages if lg.code == code), None)
 
     def __getitem__(self, code: str) -> Language:
         return self.resolve(code)

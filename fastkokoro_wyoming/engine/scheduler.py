@@ -23,6 +23,22 @@ from .errors import Busy
 _LOGGER = logging.getLogger(__name__)
 
 
+class Job:
+    """A queued model call. ``cancel()`` takes it off the queue right away (an asyncio
+    future's cancellation would only reach the worker queue on the next loop turn)."""
+
+    def __init__(self, source: Future[Any], result: asyncio.Future[Any]) -> None:
+        self._source = source
+        self.result = result
+
+    def cancel(self) -> None:
+        self._source.cancel()
+        self.result.cancel()
+
+    def __await__(self):  # noqa: ANN204 - awaitable like the future it wraps
+        return self.result.__await__()
+
+
 class Scheduler:
     def __init__(self, workers: int = 1, max_queue: int = 64) -> None:
         self.max_queue = max_queue
@@ -42,8 +58,8 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._heap)
 
-    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...]) -> asyncio.Future[Any]:
-        """Queue ``fn`` at ``priority`` (lower first); await the returned future."""
+    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...]) -> Job:
+        """Queue ``fn`` at ``priority`` (lower first); await ``job.result``."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._closed:
@@ -53,7 +69,7 @@ class Scheduler:
             heapq.heappush(self._heap, (priority, next(self._seq), fut, fn))
             self._cond.notify()
         fut.add_done_callback(self._discard_if_cancelled)
-        return asyncio.wrap_future(fut)
+        return Job(fut, asyncio.wrap_future(fut))
 
     def _discard_if_cancelled(self, fut: Future[Any]) -> None:
         """A cancelled job leaves the queue at once (its slot is free for others)."""

@@ -18,7 +18,7 @@ async def test_first_segments_go_first_and_cancelled_jobs_never_run():
     first = s.submit(lambda: order.append("short0"), (0, 0, 1))
     dropped.cancel()
     gate.set()
-    await asyncio.gather(blocker, first, *later)
+    await asyncio.gather(*(j.result for j in (blocker, first, *later)))
     assert order == ["short0", "long1", "long2", "long3"]
     s.close()
 
@@ -32,7 +32,7 @@ async def test_full_queue_is_busy():
     with pytest.raises(Busy):
         s.submit(lambda: 3, (1,))
     gate.set()
-    assert await asyncio.gather(a, b) == [1, 2]
+    assert await asyncio.gather(a.result, b.result) == [1, 2]
     await running
     s.close()
 

@@ -24,7 +24,7 @@ from wyoming.tts import (
 from fastkokoro_wyoming import __version__
 from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
-from fastkokoro_wyoming.wyoming_server import WyomingService, start_wyoming_server
+from fastkokoro_wyoming.wyoming_service import WyomingService, start_wyoming_server
 from tests.fakes import FakeEngine
 
 TIMEOUT = 5.0
@@ -39,6 +39,9 @@ class Settings:
     samples_per_chunk: int = 1024
     default_voice: str | None = None
     program_name: str = "kokoro"
+    idle_timeout_s: float = 120.0
+    max_event_bytes: int = 1_048_576
+    drain_timeout_s: float = 2.0
 
 
 class CancelTrackingEngine(FakeEngine):
