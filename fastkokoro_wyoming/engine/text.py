@@ -56,7 +56,7 @@ _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b]+")
 
 def clean(text: str) -> str:
     """Drop what is never speech: control bytes, emoji, markdown and HTML syntax."""
-    text = unicodedata.normalize("NFC", text)
+    text = unicodedata.normalize("NFC", text).replace("℃", "°C").replace("℉", "°F")
     text = _MD_FENCE.sub(" ", text)
     text = _MD_TABLE_SEP.sub(" ", text)
     text = _MD_IMAGE.sub(r"\1", text)

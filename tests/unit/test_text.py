@@ -31,6 +31,7 @@ def test_control_bytes_and_emoji_dropped():
     assert clean("Hello\x00\x07 world 🎉🎉") == "Hello world"
     assert not has_speech(clean("🎉 🎂 \x00\x01 ***"))
     assert has_speech(clean("ok 🎉"))
+    assert clean("25℃ and 77℉") == "25°C and 77°F"
 
 
 def test_english_reading_rules():
