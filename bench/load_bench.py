@@ -93,8 +93,9 @@ def stall_time(arrivals: list[tuple[float, int]], start: float) -> float:
     return stall
 
 
-async def one_client(session: aiohttp.ClientSession, server: Server, text: str) -> ClientResult:
-    body = {"model": "tts-1", "input": text, "voice": "af_heart", "response_format": "pcm",
+async def one_client(session: aiohttp.ClientSession, server: Server, text: str,
+                     fmt: str = "pcm", hang_up: bool = False) -> ClientResult:
+    body = {"model": "tts-1", "input": text, "voice": "af_heart", "response_format": fmt,
             "stream": True, **server.body_extra}
     t0 = time.perf_counter()
     arrivals: list[tuple[float, int]] = []
@@ -103,9 +104,14 @@ async def one_client(session: aiohttp.ClientSession, server: Server, text: str) 
             raise RuntimeError(f"{server.name}: HTTP {r.status}: {await r.text()}")
         async for chunk in r.content.iter_any():
             arrivals.append((time.perf_counter(), len(chunk)))
+            if hang_up:
+                r.close()  # the client goes away after the first audio
+                break
     total_bytes = sum(n for _, n in arrivals)
-    return ClientResult(arrivals[0][0] - t0, time.perf_counter() - t0, total_bytes / BYTES_PER_S,
-                        stall_time(arrivals, t0))
+    pcm = fmt == "pcm"
+    return ClientResult(arrivals[0][0] - t0, time.perf_counter() - t0,
+                        total_bytes / BYTES_PER_S if pcm else float("nan"),
+                        stall_time(arrivals, t0) if pcm else float("nan"))
 
 
 async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) -> None:
@@ -122,25 +128,37 @@ async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) ->
             await asyncio.sleep(0.25)
 
 
-async def run_case(server: Server, text: str, clients: int) -> dict[str, float]:
+async def run_case(server: Server, text: str, clients: int, fmt: str = "pcm"
+                   ) -> dict[str, float]:
     health: list[float] = []
     stop = asyncio.Event()
     probe = asyncio.create_task(health_probe(server, stop, health))
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one_client(session, server, text)
+        results = await asyncio.gather(*(one_client(session, server, text, fmt)
                                          for _ in range(clients)))
         wall = time.perf_counter() - t0
     stop.set()
     await probe
     ttfa = sorted(r.ttfa for r in results)
     return {"ttfa_p50": pct(ttfa, 50), "ttfa_p90": pct(ttfa, 90),
+            "total_p50": pct(sorted(r.total for r in results), 50),
             "stall_max": max(r.stall for r in results),
             "stall_mean": sum(r.stall for r in results) / clients,
             "throughput": sum(r.audio_s for r in results) / wall,
             "health_p50_ms": 1000 * median(health) if health else float("nan"),
             "health_max_ms": 1000 * max(health) if health else float("nan")}
+
+
+async def disconnect_case(server: Server) -> tuple[float, float]:
+    """First audio of a short request on an idle server, and right after a client that
+    started a long stream hung up: equal if the dropped stream's work was freed at once."""
+    async with aiohttp.ClientSession() as s:
+        idle = (await one_client(s, server, TEXTS["short"])).ttfa
+        await one_client(s, server, TEXTS["long"], hang_up=True)
+        after = (await one_client(s, server, TEXTS["short"])).ttfa
+    return idle, after
 
 
 async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
@@ -182,6 +200,7 @@ async def main() -> None:
     parser.add_argument("--texts", default="short,medium,long")
     parser.add_argument("--quick", action="store_true", help="short+medium, 1 and 4 clients")
     parser.add_argument("--skip-anchor", action="store_true")
+    parser.add_argument("--formats", default="pcm,mp3")
     args = parser.parse_args()
     clients = [1, 4] if args.quick else [int(c) for c in args.clients.split(",")]
     texts = ["short", "medium"] if args.quick else args.texts.split(",")
@@ -189,24 +208,34 @@ async def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="fk-bench-"))
     starters = [start_ours] + ([] if args.skip_anchor else [start_anchor])
     print(f"logs in {logs}; texts {texts}; clients {clients}")
-    print("| server | text | clients | first audio p50 s | p90 s | stall max s | "
-          "audio-s/wall-s | /health p50 ms | /health max ms | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    formats = args.formats.split(",")
+    disconnects: list[tuple[str, tuple[float, float]]] = []
+    print("| server | format | text | clients | first audio p50 s | p90 s | total p50 s | "
+          "stall max s | audio-s/wall-s | /health p50 ms | /health max ms | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, start in enumerate(starters):
         server = start(model, voices, 18980 + i, logs / f"server{i}.log")
         try:
             await wait_ready(server.port, server.proc)
             async with aiohttp.ClientSession() as s:
                 await one_client(s, server, "Warm up the server.")
-            for name in texts:
-                for n in clients:
-                    r = await run_case(server, TEXTS[name], n)
-                    print(f"| {server.name} | {name} | {n} | {r['ttfa_p50']:.2f} | "
-                          f"{r['ttfa_p90']:.2f} | {r['stall_max']:.2f} | {r['throughput']:.2f} "
-                          f"| {r['health_p50_ms']:.0f} | {r['health_max_ms']:.0f} | "
-                          f"{server.peak_rss_mb():.0f} |", flush=True)
+            for fmt in formats:
+                for name in texts if fmt == "pcm" else ["medium"]:
+                    for n in clients if fmt == "pcm" else [c for c in clients if c <= 4]:
+                        r = await run_case(server, TEXTS[name], n, fmt)
+                        print(f"| {server.name} | {fmt} | {name} | {n} | {r['ttfa_p50']:.2f} | "
+                              f"{r['ttfa_p90']:.2f} | {r['total_p50']:.2f} | "
+                              f"{r['stall_max']:.2f} | {r['throughput']:.2f} "
+                              f"| {r['health_p50_ms']:.0f} | {r['health_max_ms']:.0f} | "
+                              f"{server.peak_rss_mb():.0f} |", flush=True)
+            disconnects.append((server.name, await disconnect_case(server)))
         finally:
             server.stop()
+    print("\n| server | short request, idle server: first audio s | right after a long "
+          "stream was dropped: first audio s |")
+    print("|---|---|---|")
+    for name, (idle, after) in disconnects:
+        print(f"| {name} | {idle:.2f} | {after:.2f} |")
 
 
 if __name__ == "__main__":

@@ -275,11 +275,16 @@ class Engine:
             plan.close()
             self.active_streams -= 1
 
-    def _submit(
-        self, seg: Segment, prep: Prepared, priority: tuple[int, ...]
-    ) -> asyncio.Future[np.ndarray]:
+    def _submit(self, seg: Segment, prep: Prepared, priority: tuple[int, ...]) -> Job:
         style = prep.voice.style_for(len(seg.ids))
-        return self.scheduler.submit(lambda: self.session.run(seg.ids, style, prep.speed), priority)
+        options = self.session.run_options()
+
+        def abort() -> None:  # the client left while its segment runs: stop the call
+            options.terminate = True
+
+        return self.scheduler.submit(
+            lambda: self.session.run(seg.ids, style, prep.speed, options), priority, abort
+        )
 
     def _plan(self, prep: Prepared) -> Iterator[Segment | np.ndarray]:
         """Lazily: pauses as silence, text as G2P'd segments that fit the model."""

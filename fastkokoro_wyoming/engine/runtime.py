@@ -211,7 +211,12 @@ class KokoroSession:
         )
         return cls(session, contract)
 
-    def run(self, ids: list[int], style: np.ndarray, speed: float) -> np.ndarray:
+    def run_options(self) -> Any:
+        """Per-call options; setting ``terminate = True`` from another thread aborts the call."""
+        return import_onnxruntime().RunOptions()
+
+    def run(self, ids: list[int], style: np.ndarray, speed: float, options: Any = None
+            ) -> np.ndarray:
         """Phoneme ids (no pads) -> float32 audio at 24 kHz."""
         c = self.contract
         n = len(ids)
@@ -226,10 +231,10 @@ class KokoroSession:
             tokens[0, 1 : n + 1] = ids
             feed[c.ids] = tokens
             feed[c.lengths] = np.asarray([n + 2], dtype=np.int64)
-            wave, duration = self.session.run([c.audio, c.duration], feed)
+            wave, duration = self.session.run([c.audio, c.duration], feed, options)
             wave = np.asarray(wave, dtype=np.float32).reshape(-1)
             frames = int(np.asarray(duration).reshape(-1)[: n + 2].sum())
             return wave[: min(wave.size, frames * SAMPLES_PER_FRAME + TAIL_SAMPLES)]
         feed[c.ids] = np.asarray([[0, *ids, 0]], dtype=np.int64)
-        (wave,) = self.session.run([c.audio], feed)
+        (wave,) = self.session.run([c.audio], feed, options)
         return np.asarray(wave, dtype=np.float32).reshape(-1)

@@ -27,12 +27,15 @@ class Job:
     """A queued model call. ``cancel()`` takes it off the queue right away (an asyncio
     future's cancellation would only reach the worker queue on the next loop turn)."""
 
-    def __init__(self, source: Future[Any], result: asyncio.Future[Any]) -> None:
+    def __init__(self, source: Future[Any], result: asyncio.Future[Any],
+                 abort: Callable[[], None] | None = None) -> None:
         self._source = source
         self.result = result
+        self._abort = abort
 
     def cancel(self) -> None:
-        self._source.cancel()
+        if not self._source.cancel() and not self._source.done() and self._abort is not None:
+            self._abort()  # already running: stop the model call itself
         self.result.cancel()
 
     def __await__(self):  # noqa: ANN204 - awaitable like the future it wraps
@@ -58,8 +61,10 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._heap)
 
-    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...]) -> Job:
-        """Queue ``fn`` at ``priority`` (lower first); await ``job.result``."""
+    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...],
+               abort: Callable[[], None] | None = None) -> Job:
+        """Queue ``fn`` at ``priority`` (lower first); await ``job.result``. ``abort`` is
+        called if the job is cancelled while it runs."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._closed:
@@ -69,7 +74,7 @@ class Scheduler:
             heapq.heappush(self._heap, (priority, next(self._seq), fut, fn))
             self._cond.notify()
         fut.add_done_callback(self._discard_if_cancelled)
-        return Job(fut, asyncio.wrap_future(fut))
+        return Job(fut, asyncio.wrap_future(fut), abort)
 
     def _discard_if_cancelled(self, fut: Future[Any]) -> None:
         """A cancelled job leaves the queue at once (its slot is free for others)."""

@@ -173,3 +173,23 @@ async def test_emoji_and_control_bytes_inside_text_are_dropped(engine):
     audio = await collect(engine.synthesize(SynthesisRequest("Good\x00 morning 🎉 everyone\x07.")))
     heard = transcribe(audio)
     assert "morning" in heard, heard
+
+
+async def test_closing_a_stream_aborts_its_running_model_call(engine):
+    """A long segment already inside ONNX Runtime is stopped (RunOptions.terminate), so the
+    worker is free long before that call could have finished (a 400-id call takes 10+ s)."""
+    long_sentence = " ".join(["the quick brown fox jumps over the lazy dog"] * 12) + "."
+    agen = engine.synthesize(SynthesisRequest("Hi. " + long_sentence))
+    await asyncio.wait_for(agen.__anext__(), 120)  # "Hi." is out; the long one is running
+    for _ in range(50):
+        if engine.scheduler.busy_workers:
+            break
+        await asyncio.sleep(0.02)
+    await agen.aclose()
+    for _ in range(100):  # up to 5 s
+        if engine.scheduler.busy_workers == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert engine.scheduler.busy_workers == 0 and engine.scheduler.queued == 0
+    ok = await collect(engine.synthesize(SynthesisRequest("Next.")))
+    assert ok.size > 0
