@@ -50,6 +50,7 @@ class RuntimeConfig:
     inter_op_threads: int = 1
     graph_optimization: str = "all"  # disable | basic | extended | all
     workers: int = 1  # model calls run at once (each uses intra_op_threads)
+    profile_dir: str | None = None  # ORT profile of every call + cProfile of warmup, here
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import itertools
 import logging
 import time
@@ -116,6 +117,7 @@ class Engine:
                 inter_op_threads=rt.inter_op_threads,
                 graph_optimization=rt.graph_optimization,
                 cache_dir=Path(cfg.model.cache_dir).expanduser(),
+                profile_dir=Path(rt.profile_dir).expanduser() if rt.profile_dir else None,
             ),
         )
         voices = VoiceStore.load(found.voices, languages)
@@ -136,7 +138,12 @@ class Engine:
         for code in cfg.languages:
             g2p.warm(languages.resolve(code).code)
         if cfg.warmup:
-            engine.warmup()
+            if rt.profile_dir:  # where first-audio regressions hide: G2P and session warmup
+                profile = cProfile.Profile()
+                profile.runcall(engine.warmup)
+                profile.dump_stats(str(Path(rt.profile_dir).expanduser() / "warmup.prof"))
+            else:
+                engine.warmup()
         engine.ready = True
         _LOGGER.info(
             "Engine ready in %.1f s: %d voices, provider %s",
@@ -155,6 +162,9 @@ class Engine:
 
     def close(self) -> None:
         self.scheduler.close()
+        trace = self.session.end_profiling()
+        if trace:
+            _LOGGER.info("ONNX Runtime profile written to %s", trace)
 
     @property
     def provider(self) -> str:

@@ -118,6 +118,7 @@ class RuntimeSettings:
     inter_op_threads: int = 1
     graph_optimization: str = "all"
     cache_dir: Path | None = None  # TensorRT engine / timing cache
+    profile_dir: Path | None = None  # ONNX Runtime profiling of every call, written on close
 
 
 def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
@@ -193,6 +194,10 @@ class KokoroSession:
                 f"{', '.join(_OPT_LEVELS)}"
             )
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        if settings.profile_dir is not None:
+            Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
+            opts.enable_profiling = True
+            opts.profile_file_prefix = str(Path(settings.profile_dir) / "onnxruntime")
         try:
             session = ort.InferenceSession(
                 str(model),
@@ -210,6 +215,12 @@ class KokoroSession:
             session.get_providers(),
         )
         return cls(session, contract)
+
+    def end_profiling(self) -> str | None:
+        """Write the ORT profile (JSON, chrome://tracing) if profiling is on; its path."""
+        if not self.session.get_session_options().enable_profiling:
+            return None
+        return self.session.end_profiling()
 
     def run_options(self) -> Any:
         """Per-call options; setting ``terminate = True`` from another thread aborts the call."""

@@ -123,3 +123,16 @@ def test_provider_fallback_and_errors():
         resolve_providers(("cuda",), ["CPUExecutionProvider"])
     with pytest.raises(ConfigError, match="TensorrtExecutionProvider"):
         resolve_providers(("tensorrt",), ["CPUExecutionProvider"])
+
+
+def test_profiling_writes_an_ort_trace(tmp_path):
+    import json
+    from pathlib import Path
+
+    path = build_classic_model(tmp_path / "c.onnx")
+    s = KokoroSession.open(path, RuntimeSettings(profile_dir=tmp_path / "prof"))
+    s.run([5, 6], STYLE, 1.0)
+    trace = s.end_profiling()
+    assert trace and (tmp_path / "prof") in Path(trace).parents
+    events = json.loads(Path(trace).read_text())
+    assert any(e.get("name") == "model_run" for e in events)
