@@ -32,14 +32,15 @@ def fake_hf_cache(cache: Path, voices_src: Path) -> Path:
     (repo_dir / "refs").mkdir(parents=True)
     (repo_dir / "refs" / "main").write_text(commit)
     build_bucket_model(snap / FILE, bucket=64)
-    tables = {p.stem: np.fromfile(p, np.float32).reshape(510, 1, 256)
-              for p in sorted(voices_src.glob("a*.bin"))}
+    tables = {
+        p.stem: np.fromfile(p, np.float32).reshape(510, 1, 256)
+        for p in sorted(voices_src.glob("a*.bin"))
+    }
     np.savez(snap / "voices.npz", **tables)
     return snap
 
 
-async def test_default_hugging_face_source_from_offline_cache(tmp_path, monkeypatch,
-                                                               kokoro_assets):
+async def test_default_hugging_face_source_from_offline_cache(tmp_path, monkeypatch, kokoro_assets):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cache = tmp_path / "cache"
     snap = fake_hf_cache(cache / "huggingface", kokoro_assets[1])
