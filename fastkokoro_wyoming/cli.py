@@ -20,6 +20,8 @@ from .config import Config, key_paths, load_config
 
 _LOGGER = logging.getLogger(__name__)
 
+SUBCOMMANDS = ("serve", "say", "download")
+
 SHORT_FLAGS = {
     "engine.default_voice": ("--voice",),
     "engine.model.path": ("--model",),
@@ -62,22 +64,29 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, help="YAML config file ($FASTKOKORO_CONFIG)"
+    )
     parser = argparse.ArgumentParser(
         prog="fastkokoro-wyoming",
-        description="Kokoro TTS over Wyoming (Home Assistant) and an OpenAI-compatible API.",
+        description="Kokoro TTS over Wyoming (Home Assistant) and an OpenAI-compatible API. "
+        "Without a command: serve.",
     )
     parser.add_argument("-c", "--config", help="YAML config file ($FASTKOKORO_CONFIG)")
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="run the daemon (default)")
+    serve = sub.add_parser("serve", help="run the daemon (default)", parents=[common])
     add_config_flags(serve)
-    say = sub.add_parser("say", help="speak text into a WAV file, no server")
+    say = sub.add_parser("say", help="speak text into a WAV file, no server", parents=[common])
     say.add_argument("text", nargs="?", help="text to speak (default: read stdin)")
     say.add_argument("-o", "--output", default="speech.wav", help="WAV file to write")
     say.add_argument("--speed", type=float, default=1.0)
     say.add_argument("--lang", default=None, help="language (default: the voice's)")
     say.add_argument("--no-progress", action="store_true")
     add_config_flags(say)
-    dl = sub.add_parser("download", help="fetch the model and voices into the cache")
+    dl = sub.add_parser(
+        "download", help="fetch the model and voices into the cache", parents=[common]
+    )
     add_config_flags(dl)
     return parser
 
@@ -85,13 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .engine.errors import ConfigError, EngineError
 
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-c", "--config"):
-        argv = ["serve", *argv]
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args([*argv, "serve"])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    head = argv[2:3] if argv[:1] in (["-c"], ["--config"]) else argv[:1]  # -c FILE serve ...
+    if not head or head[0] not in (*SUBCOMMANDS, "-h", "--help"):
+        argv = ["serve", *argv]  # flags alone mean: run the daemon
+    args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
         logging.basicConfig(

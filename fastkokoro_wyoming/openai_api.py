@@ -22,7 +22,7 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.errors import EngineError
+from fastkokoro_wyoming.engine.errors import EngineError, SynthesisFailed
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
 from fastkokoro_wyoming.http_errors import (
     ApiError,
@@ -31,6 +31,7 @@ from fastkokoro_wyoming.http_errors import (
     cors_preflight_middleware,
     error_body,
     error_middleware,
+    invalid,
 )
 from fastkokoro_wyoming.metrics import Metrics
 from fastkokoro_wyoming.openapi_spec import build_openapi
@@ -205,9 +206,15 @@ async def _stream(
     except ConnectionResetError:
         _LOGGER.info("Client went away mid-stream; synthesis stopped")
         return response
-    except EngineError as exc:
-        _LOGGER.error("Synthesis failed mid-stream: %s", exc.message)
-        metrics.error(exc.code)
+    except Exception as err:  # after the headers: end the stream honestly, never hang
+        exc = err if isinstance(err, EngineError) else SynthesisFailed("internal error")
+        if isinstance(err, EngineError):
+            _LOGGER.error("Synthesis failed mid-stream: %s", exc.message)
+        else:
+            _LOGGER.exception("Synthesis failed mid-stream")
+        metrics.error(exc.code if isinstance(err, EngineError) else "internal_error")
+        if not isinstance(err, EngineError):
+            exc.code = "internal_error"
         if not sse:
             # Headers are gone: the only honest signal left is a truncated chunked body.
             _abort(request)
@@ -286,10 +293,16 @@ async def list_audio_models(request: web.Request) -> web.Response:
     return web.json_response({"models": [{"id": m} for m in MODEL_IDS]})
 
 
+_BOOLS = ("1", "true", "yes", "0", "false", "no", "")
+
+
 async def list_voices(request: web.Request) -> web.Response:
     """Open WebUI reads ``voices[].id``/``name``; ``?legacy=true`` gives bare names."""
     voices = request.app[ENGINE_KEY].voices()
-    if request.query.get("legacy", "").lower() in ("1", "true", "yes"):
+    legacy = request.query.get("legacy", "false").lower()
+    if legacy not in _BOOLS:
+        raise invalid("'legacy' must be true or false.", "legacy", "invalid_type")
+    if legacy in ("1", "true", "yes"):
         return web.json_response({"voices": [v.name for v in voices]})
     return web.json_response(
         {

@@ -40,7 +40,28 @@ def _errors(*statuses: int) -> dict:
     return {str(s): _json("Error", text[s]) for s in statuses}
 
 
+def _nullable(schema: dict) -> dict:
+    """Optional fields may be sent as null (clients often do); null means "default"."""
+    out = dict(schema)
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    if "oneOf" in out:
+        out["oneOf"] = [*out["oneOf"], {"type": "null"}]
+    elif "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
 def _speech_request(max_input_chars: int, default_format: str) -> dict:
+    body = _speech_body(max_input_chars, default_format)
+    body["properties"] = {
+        name: prop if name == "input" else _nullable(prop)
+        for name, prop in body["properties"].items()
+    }
+    return body
+
+
+def _speech_body(max_input_chars: int, default_format: str) -> dict:
     return {
         "type": "object",
         "required": ["input"],
@@ -72,7 +93,7 @@ def _speech_request(max_input_chars: int, default_format: str) -> dict:
             },
             "normalization_options": {
                 "type": "object",
-                "properties": {"normalize": {"type": "boolean", "default": True}},
+                "properties": {"normalize": {"type": ["boolean", "null"], "default": True}},
             },
         },
         "additionalProperties": True,
@@ -163,7 +184,13 @@ def build_openapi(settings: Any) -> dict:
         ctype: {"schema": {"type": "string", "format": "binary"}}
         for ctype in dict.fromkeys(CONTENT_TYPES.values())
     }
-    audio["text/event-stream"] = {"schema": {"type": "string", "description": _sse_description()}}
+    audio["text/event-stream"] = {  # OpenAPI 3.1 tools read this as one event
+        "schema": {
+            "type": "object",
+            "description": _sse_description(),
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+        }
+    }
     spec: dict = {
         "openapi": "3.1.0",
         "info": {
@@ -226,11 +253,14 @@ def build_openapi(settings: Any) -> dict:
                             "name": "legacy",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "boolean"},
+                            "schema": {
+                                "type": "string",
+                                "enum": ["true", "false", "1", "0", "yes", "no", ""],
+                            },
                             "description": "true: a list of names only",
                         }
                     ],
-                    "responses": {"200": _json("Voices", "Voices"), **_errors(401)},
+                    "responses": {"200": _json("Voices", "Voices"), **_errors(400, 401)},
                 }
             },
             "/health": {

@@ -87,7 +87,8 @@ def read_contract(session: ort.InferenceSession) -> Contract:
     style = "style" if "style" in inputs else "ref_s" if "ref_s" in inputs else None
     if ids is None or style is None or "speed" not in inputs:
         raise ConfigError(
-            f"model: unsupported Kokoro ONNX contract (inputs {sorted(inputs)}); expected "
+            f"engine.model.path: unsupported Kokoro ONNX contract (inputs {sorted(inputs)}); "
+            "expected "
             "tokens|input_ids, style, speed[, input_lengths]"
         )
     speed_dtype = (
@@ -98,11 +99,15 @@ def read_contract(session: ort.InferenceSession) -> Contract:
     if "input_lengths" in inputs:
         width = inputs[ids].shape[-1]
         if not isinstance(width, int) or width < 3:
-            raise ConfigError(f"model: bucket contract needs a fixed input_ids width, got {width}")
+            raise ConfigError(
+                f"engine.model.path: bucket contract needs a fixed input_ids width, got {width}"
+            )
         audio = "waveform" if "waveform" in outputs else outputs[0]
         duration = "duration" if "duration" in outputs else None
         if duration is None:
-            raise ConfigError("model: bucket contract needs a 'duration' output to trim audio")
+            raise ConfigError(
+                "engine.model.path: bucket contract needs a 'duration' output to trim audio"
+            )
         return Contract(
             "bucket", ids, style, "speed", speed_dtype, "input_lengths", audio, duration, width
         )
@@ -140,7 +145,7 @@ def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[
             else ""
         )
         raise ConfigError(
-            f"runtime.providers: {', '.join(missing)} not available in the installed "
+            f"engine.runtime.providers: {', '.join(missing)} not available in the installed "
             f"onnxruntime (available: {', '.join(available)});{hint}"
         )
     for m in missing:
@@ -174,7 +179,7 @@ class KokoroSession:
     def open(cls, model: Path, settings: RuntimeSettings) -> KokoroSession:
         ort = import_onnxruntime()
         if not Path(model).is_file():
-            raise ConfigError(f"model.path: {model} does not exist")
+            raise ConfigError(f"engine.model.path: {model} does not exist")
         if hasattr(ort, "preload_dlls") and any(
             PROVIDER_ALIASES.get(p.lower(), p) in _GPU_PROVIDERS or p.lower() == "auto"
             for p in settings.providers
@@ -190,7 +195,7 @@ class KokoroSession:
         level = _OPT_LEVELS.get(settings.graph_optimization.lower())
         if level is None:
             raise ConfigError(
-                f"runtime.graph_optimization: {settings.graph_optimization!r} is not one of "
+                f"engine.runtime.graph_optimization: {settings.graph_optimization!r} is not one of "
                 f"{', '.join(_OPT_LEVELS)}"
             )
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
@@ -205,7 +210,7 @@ class KokoroSession:
                 providers=[(p, provider_options(p, settings)) for p in providers],
             )
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types
-            raise ConfigError(f"model.path: cannot load {model}: {err}") from err
+            raise ConfigError(f"engine.model.path: cannot load {model}: {err}") from err
         contract = read_contract(session)
         _LOGGER.info(
             "Model %s: %s contract, capacity %d ids, providers %s",
@@ -226,8 +231,9 @@ class KokoroSession:
         """Per-call options; setting ``terminate = True`` from another thread aborts the call."""
         return import_onnxruntime().RunOptions()
 
-    def run(self, ids: list[int], style: np.ndarray, speed: float, options: Any = None
-            ) -> np.ndarray:
+    def run(
+        self, ids: list[int], style: np.ndarray, speed: float, options: Any = None
+    ) -> np.ndarray:
         """Phoneme ids (no pads) -> float32 audio at 24 kHz."""
         c = self.contract
         n = len(ids)

@@ -142,16 +142,18 @@ def load_style_tables(path: Path) -> dict[str, np.ndarray]:
                 continue
             tables[f.stem] = _check_shape(arr, f, f.stem)
     else:
-        raise ConfigError(f"voices: {path} is neither an .npz file nor a folder of .bin/.npy")
+        raise ConfigError(
+            f"engine.model.voices: {path} is neither an .npz file nor a folder of .bin/.npy"
+        )
     if not tables:
-        raise ConfigError(f"voices: no voices found in {path}")
+        raise ConfigError(f"engine.model.voices: no voices found in {path}")
     return tables
 
 
 def _check_shape(arr: np.ndarray, path: Path, name: str) -> np.ndarray:
     if arr.size != STYLE_ROWS * STYLE_DIM:
         raise ConfigError(
-            f"voices: {name!r} in {path} has {arr.size} values, expected "
+            f"engine.model.voices: {name!r} in {path} has {arr.size} values, expected "
             f"{STYLE_ROWS}x{STYLE_DIM} float32 (shape {tuple(arr.shape)})"
         )
     return arr.reshape(STYLE_ROWS, STYLE_DIM)

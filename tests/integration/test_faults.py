@@ -61,7 +61,7 @@ def clean_env() -> dict[str, str]:
 def serve_args(model: Path, voices: Path, *extra: str, config: Path | None = None) -> list[str]:
     return [
         sys.executable, "-m", "fastkokoro_wyoming",
-        *(["-c", str(config), "serve"] if config else []),  # the one order cli.py accepts
+        *(["-c", str(config), "serve"] if config else []),
         "--model", str(model), "--voices", str(voices),
         "--http-host", "127.0.0.1", "--http-port", "0",
         "--wyoming-host", "127.0.0.1", "--wyoming-port", "0", "--wyoming-zeroconf", "false",
@@ -180,13 +180,6 @@ def test_startup_fault_is_one_clear_line(fault, tiny_model, kokoro_assets, tmp_p
     assert "Ready:" not in stderr and proc.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli.py defines -c/--config on the top-level parser only and inserts "
-    "'serve' only when argv[0] is not -c: `-c FILE --http-port 1` stops with \"invalid "
-    "choice: '1'\", `--http-port 1 -c FILE` and `serve -c FILE` with 'unrecognized "
-    "arguments: -c'; only `-c FILE` alone or `-c FILE serve ...` read FILE",
-)
 @pytest.mark.parametrize("order", ["-c first", "-c last", "after serve"])
 def test_config_file_with_other_flags(order, tiny_model, kokoro_assets, tmp_path) -> None:
     """README: defaults < YAML (-c) < variables < flags, so -c must combine with flags."""
@@ -275,17 +268,9 @@ async def test_exception_in_one_request_spares_the_others(tiny, caplog) -> None:
     assert logged, "the unexpected exception should be logged with its traceback"
 
 
-MID_STREAM_BUG = (
-    "bug: openai_api.py _stream() catches only ConnectionResetError and EngineError; any "
-    "other exception after the headers reaches error_middleware (http_errors.py), whose "
-    "JSON 500 is written into the open chunked body (a second 'HTTP/1.1 500' inside a 200) "
-    "on a kept-alive connection: the client hangs instead of seeing a cut stream, and SSE "
-    "clients get no error event"
-)
 CUT_TIMEOUT = aiohttp.ClientTimeout(total=5)  # a cut stream shows at once; a hang does not
 
 
-@pytest.mark.xfail(strict=True, reason=MID_STREAM_BUG)
 async def test_exception_mid_stream_cuts_the_http_stream(tiny) -> None:
     """The fault hits a later segment, after the headers went out: the only honest signal
     left is a truncated chunked body, as for an EngineError there."""
@@ -302,7 +287,6 @@ async def test_exception_mid_stream_cuts_the_http_stream(tiny) -> None:
         await assert_serves(daemon)
 
 
-@pytest.mark.xfail(strict=True, reason=MID_STREAM_BUG)
 async def test_exception_mid_stream_ends_sse_with_an_error_event(tiny) -> None:
     session = HookedSession(tiny.session, fault_on_voice(tiny, BAD_VOICE, after=1))
     engine = derive(tiny, session=session)

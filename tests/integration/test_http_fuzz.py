@@ -171,31 +171,9 @@ def assert_healthy(base_url: str, headers: dict[str, str] | None = None) -> None
 # --- running schemathesis ------------------------------------------------------------------
 
 
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _null_means_default(case: Any, failure: Any, spec: dict) -> bool:
-    """A body the spec refuses only for its nulls (the server reads null as "not given")."""
-    body = getattr(case, "body", None)
-    if not isinstance(body, dict) or body == _without_nulls(body):
-        return False
-    schema = spec["components"]["schemas"]["SpeechRequest"]
-    return jsonschema.Draft202012Validator(schema).is_valid(_without_nulls(body))
-
-
-# Failures with a cause reported as a bug (each pinned by a strict xfail below), so the run
-# still guards everything else: (operation, check) -> is this failure that known one?
-KNOWN: dict[tuple[str, str], Callable[[Any, Any, dict], bool]] = {
-    # `legacy` is the operation's only parameter: any negative case is about it.
-    ("GET /v1/audio/voices", "negative_data_rejection"): lambda case, failure, spec: True,
-    ("POST /v1/audio/speech", "negative_data_rejection"): _null_means_default,
-    ("POST /v1/audio/speech", "response_schema_conformance"): (
-        lambda case, failure, spec: failure.title.startswith("SSE event violates schema")
-    ),
-}
+# Failures with a known, reported cause: (operation, check) -> is this failure that one?
+# Empty: the bugs this once held (legacy flag, null fields, SSE schema) are fixed.
+KNOWN: dict[tuple[str, str], Callable[[Any, Any, dict], bool]] = {}
 
 
 @dataclass
@@ -273,7 +251,7 @@ def test_schemathesis_finds_nothing(open_server) -> None:
     report = run_schemathesis(open_server.base_url)
     print(report.summary())
     for text in report.known:
-        print("known (xfail below):", text.splitlines()[0])
+        print("known:", text.splitlines()[0])
     assert not report.errors, "\n".join(report.errors)
     assert not report.failures, "\n\n".join(report.failures)
     spec = requests.get(f"{open_server.base_url}/openapi.json", timeout=TIMEOUT).json()
@@ -292,11 +270,6 @@ def _spec(base_url: str) -> dict:
     return requests.get(f"{base_url}/openapi.json", timeout=TIMEOUT).json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: openapi_spec.py declares query `legacy` a boolean, but list_voices() in "
-    "openai_api.py answers 200 to any value (e.g. legacy=0.84 reads as false)",
-)
 def test_voices_legacy_flag_agrees_with_spec(open_server) -> None:
     """Either the server refuses a non-boolean `legacy`, or the spec stops promising one."""
     r = requests.get(f"{open_server.base_url}/v1/audio/voices?legacy=0.84", timeout=TIMEOUT)
@@ -305,11 +278,6 @@ def test_voices_legacy_flag_agrees_with_spec(open_server) -> None:
     assert r.status_code == 400 or validator.is_valid("0.84"), r.status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: parse_speech_body (speech_params.py) reads null as 'not given' for every "
-    "optional field, but SpeechRequest in openapi_spec.py does not allow null",
-)
 def test_speech_null_fields_agree_with_spec(open_server) -> None:
     """Either null is refused with 400, or the spec allows it for each optional field."""
     schema = _spec(open_server.base_url)["components"]["schemas"]["SpeechRequest"]
@@ -320,12 +288,6 @@ def test_speech_null_fields_agree_with_spec(open_server) -> None:
         assert r.status_code == 400 or valid, (key, r.status_code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: openapi_spec.py gives text/event-stream the schema {type: string}; tools "
-    "read an OpenAPI 3.1 event-stream schema as one event ({event, data}), so every SSE "
-    "reply fails response validation",
-)
 def test_sse_schema_describes_one_event(open_server) -> None:
     r = requests.post(
         f"{open_server.base_url}/v1/audio/speech",
