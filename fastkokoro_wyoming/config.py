@@ -82,6 +82,17 @@ class EngineConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 
+# OpenAI's built-in voices -> Kokoro voices. Kokoro ships five of the same names
+# (af_alloy, am_echo, bm_fable, af_nova, am_onyx); the rest get a voice of the same
+# gender and a similar character.
+OPENAI_VOICE_MAP: dict[str, str] = {
+    "alloy": "af_alloy", "ash": "am_adam", "ballad": "bm_lewis", "coral": "af_heart",
+    "echo": "am_echo", "fable": "bm_fable", "onyx": "am_onyx", "nova": "af_nova",
+    "sage": "af_sarah", "shimmer": "af_sky", "verse": "am_michael", "marin": "af_bella",
+    "cedar": "am_eric",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class HttpConfig:
     enabled: bool = True
@@ -91,23 +102,7 @@ class HttpConfig:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 1_048_576
     default_format: str = "mp3"
-    voice_map: dict[str, str] = field(
-        default_factory=lambda: {
-            "alloy": "af_alloy",
-            "ash": "am_adam",
-            "ballad": "bm_fable",
-            "coral": "af_heart",
-            "echo": "am_echo",
-            "fable": "bm_fable",
-            "onyx": "am_onyx",
-            "nova": "af_nova",
-            "sage": "af_sarah",
-            "shimmer": "af_sky",
-            "verse": "am_michael",
-            "marin": "af_bella",
-            "cedar": "bm_george",
-        }
-    )
+    voice_map: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICE_MAP))
 
 
 @dataclass(frozen=True)

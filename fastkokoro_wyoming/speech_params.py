@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from fastkokoro_wyoming.audio import FORMATS
+from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
 from fastkokoro_wyoming.engine.types import SynthesisRequest
 from fastkokoro_wyoming.http_errors import ApiError, invalid
 
@@ -39,26 +40,8 @@ def default_format(settings: Any) -> str:
     return getattr(settings, "default_format", None) or DEFAULT_FORMAT
 
 
-# OpenAI's built-in voices -> Kokoro voices. Kokoro ships five of the same names
-# (af_alloy, am_echo, bm_fable, af_nova, am_onyx); the rest get a voice of the same
-# gender and a similar character.
-DEFAULT_VOICE_MAP: Mapping[str, str] = MappingProxyType(
-    {
-        "alloy": "af_alloy",
-        "ash": "am_adam",
-        "ballad": "bm_lewis",
-        "coral": "af_heart",
-        "echo": "am_echo",
-        "fable": "bm_fable",
-        "onyx": "am_onyx",
-        "nova": "af_nova",
-        "sage": "af_sarah",
-        "shimmer": "af_sky",
-        "verse": "am_michael",
-        "marin": "af_bella",
-        "cedar": "am_eric",
-    }
-)
+# OpenAI's built-in voices -> Kokoro voices: config's default table (http.voice_map).
+DEFAULT_VOICE_MAP: Mapping[str, str] = MappingProxyType(dict(OPENAI_VOICE_MAP))
 
 # Split a blend at '+'/'-' only where a voice name follows, so ':-0.3' style weights survive.
 _BLEND_SPLIT = re.compile(r"([+-])(?=\s*[A-Za-z])")

@@ -501,7 +501,7 @@ async def test_openapi_document(server) -> None:
     } <= set(spec["paths"])
     speech = spec["components"]["schemas"]["SpeechRequest"]["properties"]
     assert speech["input"]["maxLength"] == 4096
-    assert speech["response_format"]["enum"] == list(FORMATS)
+    assert speech["response_format"]["enum"] == [*FORMATS, None]  # null: the default
     assert (speech["speed"]["minimum"], speech["speed"]["maximum"]) == (0.25, 4.0)
     assert "Error" in spec["components"]["schemas"]
 
