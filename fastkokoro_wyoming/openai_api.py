@@ -356,7 +356,9 @@ class HttpService:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app, shutdown_timeout=5.0)
+        # handler_cancellation: a client that hangs up cancels its handler at once, which
+        # closes the engine stream and aborts the model call in flight.
+        runner = web.AppRunner(self.app, shutdown_timeout=5.0, handler_cancellation=True)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.requested_port).start()
