@@ -60,6 +60,8 @@ class SegmentationConfig:
     chunk_tokens: int = 200  # chunk: ids per packed segment
     boundary_silence_ms: int = 0  # silence added between generated segments
     lookahead: int = 2  # segments a stream may render ahead of its reader
+    max_tokens: int = 510  # longest segment in ids (the model's own limit caps it); lower
+    # values cut peak memory (a Raspberry Pi knob) at the cost of more model calls
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,8 @@ def validate(cfg: Config) -> None:
         "must be 0-5000",
     )
     _check(1 <= e.segmentation.lookahead <= 16, "engine.segmentation.lookahead", "must be 1-16")
+    _check(16 <= e.segmentation.max_tokens <= 510, "engine.segmentation.max_tokens",
+           "must be 16-510")
     _check(e.runtime.intra_op_threads >= 0, "engine.runtime.intra_op_threads", "must be >= 0")
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(1 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 1-64")

@@ -172,7 +172,8 @@ class Engine:
 
     @property
     def capacity(self) -> int:
-        return self.session.contract.capacity
+        """Longest segment: the model's limit, or less if configured (peak memory)."""
+        return min(self.session.contract.capacity, self.cfg.segmentation.max_tokens)
 
     # --- catalog ------------------------------------------------------------------------
 
