@@ -193,3 +193,37 @@ async def test_closing_a_stream_aborts_its_running_model_call(engine):
     assert engine.scheduler.busy_workers == 0 and engine.scheduler.queued == 0
     ok = await collect(engine.synthesize(SynthesisRequest("Next.")))
     assert ok.size > 0
+
+
+async def test_short_request_overtakes_a_long_narration(engine):
+    """A short request sent while a ~2,000-word request streams gets its first audio before
+    the long request's next segments: at most the one model call already running finishes
+    first (the scheduler puts every request's first segment ahead of later segments)."""
+    sentence = "The old lighthouse keeper climbed the stairs again to watch the ships at night."
+    long_text = " ".join([sentence] * 140)  # ~2,000 words
+    events: list[str] = []
+    long_started = asyncio.Event()
+
+    async def narrate() -> None:
+        agen = engine.synthesize(SynthesisRequest(long_text))
+        try:
+            async for _ in agen:
+                events.append("long")
+                long_started.set()
+                if events.count("long") >= 6:
+                    return
+        finally:
+            await agen.aclose()
+
+    async def announce() -> None:
+        await long_started.wait()
+        events.append("short sent")
+        async for _ in engine.synthesize(SynthesisRequest("Door open.")):
+            events.append("short")
+            return
+
+    await asyncio.wait_for(asyncio.gather(narrate(), announce()), 300)
+    sent = events.index("short sent")
+    longs_between = events[sent:events.index("short")].count("long")
+    print(events)
+    assert longs_between <= 1, events  # only the call in flight, not the queued ones
