@@ -15,7 +15,7 @@ from typing import Any
 
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
-from fastkokoro_wyoming.engine.types import SynthesisRequest
+from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED, SynthesisRequest
 from fastkokoro_wyoming.http_errors import ApiError, invalid
 
 MODEL_IDS: tuple[str, ...] = (
@@ -26,7 +26,6 @@ MODEL_IDS: tuple[str, ...] = (
     "gpt-4o-mini-tts-2025-12-15",
 )
 STREAM_FORMATS: tuple[str, ...] = ("audio", "sse")
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
 # Used when the settings object lacks the attribute (HttpConfig keeps them elsewhere).
 DEFAULT_MAX_INPUT_CHARS = 4096
 DEFAULT_FORMAT = "mp3"

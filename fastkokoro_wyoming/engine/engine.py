@@ -40,7 +40,7 @@ from .scheduler import Job, Scheduler
 from .sentences import split_sentences
 from .text import Pause, clean, has_speech, split_pauses
 from .tokens import Vocab
-from .types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from .voices import Voice, VoiceStore
 
 if TYPE_CHECKING:  # config imports engine.errors; avoid the cycle at run time
@@ -48,7 +48,6 @@ if TYPE_CHECKING:  # config imports engine.errors; avoid the cycle at run time
 
 _LOGGER = logging.getLogger(__name__)
 
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
 
 
 @dataclass(frozen=True)

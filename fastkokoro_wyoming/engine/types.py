@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SAMPLE_RATE = 24_000
+MIN_SPEED, MAX_SPEED = 0.25, 4.0  # what Kokoro renders well; both front ends enforce it
 
 
 @dataclass(frozen=True)
