@@ -10,6 +10,7 @@ loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import itertools
 import logging
@@ -107,6 +108,7 @@ class Engine:
         t0 = time.perf_counter()
         languages = LanguageTable()
         rt = cfg.runtime
+        profile_dir = Path(rt.profile_dir).expanduser() if rt.profile_dir else None
         session = KokoroSession.open(
             found.model,
             RuntimeSettings(
@@ -116,7 +118,7 @@ class Engine:
                 inter_op_threads=rt.inter_op_threads,
                 graph_optimization=rt.graph_optimization,
                 cache_dir=Path(cfg.model.cache_dir).expanduser(),
-                profile_dir=Path(rt.profile_dir).expanduser() if rt.profile_dir else None,
+                profile_dir=profile_dir,
             ),
         )
         voices = VoiceStore.load(found.voices, languages)
@@ -137,10 +139,10 @@ class Engine:
         for code in cfg.languages:
             g2p.warm(languages.resolve(code).code)
         if cfg.warmup:
-            if rt.profile_dir:  # where first-audio regressions hide: G2P and session warmup
+            if profile_dir is not None:  # where first-audio regressions hide: warmup
                 profile = cProfile.Profile()
                 profile.runcall(engine.warmup)
-                profile.dump_stats(str(Path(rt.profile_dir).expanduser() / "warmup.prof"))
+                profile.dump_stats(str(profile_dir / "warmup.prof"))
             else:
                 engine.warmup()
         engine.ready = True
@@ -266,24 +268,26 @@ class Engine:
                     return
                 head = pending.popleft()
                 if isinstance(head, np.ndarray):
-                    audio = head
-                else:
-                    try:
-                        audio = await asyncio.wait_for(head.result,
-                                                       max(deadline - time.monotonic(), 0))
-                    except TimeoutError:
-                        raise SynthesisTimeout(
-                            f"the request ran past engine.limits.max_request_seconds ({limit} s)"
-                        ) from None
-                if gap.size and not isinstance(head, np.ndarray) and (pending or not exhausted):
+                    yield head  # a pause: silence already, no boundary gap
+                    continue
+                try:
+                    audio = await asyncio.wait_for(head.result, max(deadline - time.monotonic(), 0))
+                except TimeoutError:
+                    raise SynthesisTimeout(
+                        f"the request ran past engine.limits.max_request_seconds ({limit} s)"
+                    ) from None
+                if gap.size and (pending or not exhausted):
                     audio = np.concatenate([audio, gap])
                 yield audio
         finally:
+            self.active_streams -= 1
             for p in pending:
                 if isinstance(p, Job):
                     p.cancel()
-            plan.close()
-            self.active_streams -= 1
+            # Cancelled while a worker thread runs next(plan) (G2P): the generator cannot be
+            # closed from here; it stops after that one step, as nothing asks for more.
+            with contextlib.suppress(ValueError):
+                plan.close()
 
     def _submit(self, seg: Segment, prep: Prepared, priority: tuple[int, ...]) -> Job:
         style = prep.voice.style_for(len(seg.ids))

@@ -136,3 +136,25 @@ def test_profiling_writes_an_ort_trace(tmp_path):
     assert trace and (tmp_path / "prof") in Path(trace).parents
     events = json.loads(Path(trace).read_text())
     assert any(e.get("name") == "model_run" for e in events)
+
+
+class SlowG2P(SpellingG2P):
+    def phonemize(self, text, code, normalize=True):
+        import time
+
+        time.sleep(0.3)  # long enough for a cancel to land while a worker thread runs it
+        return super().phonemize(text, code, normalize)
+
+
+async def test_cancel_during_g2p_releases_the_stream(bucket_session):
+    eng = tiny_engine(bucket_session)
+    eng.g2p = SlowG2P()
+    agen = eng.synthesize(SynthesisRequest(". ".join(["abc def"] * 20)))
+    step = asyncio.ensure_future(agen.__anext__())
+    await asyncio.sleep(0.1)  # the engine now waits on next(plan) (G2P) in a thread
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+    assert eng.active_streams == 0
+    await asyncio.sleep(0.5)
+    eng.close()
