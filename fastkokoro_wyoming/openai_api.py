@@ -22,7 +22,7 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.errors import EngineError, SynthesisFailed
+from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
 from fastkokoro_wyoming.http_errors import (
     ApiError,
@@ -207,19 +207,18 @@ async def _stream(
         _LOGGER.info("Client went away mid-stream; synthesis stopped")
         return response
     except Exception as err:  # after the headers: end the stream honestly, never hang
-        exc = err if isinstance(err, EngineError) else SynthesisFailed("internal error")
         if isinstance(err, EngineError):
-            _LOGGER.error("Synthesis failed mid-stream: %s", exc.message)
+            _LOGGER.error("Synthesis failed mid-stream: %s", err.message)
+            error = error_body(err.status, err.message, err.param, err.code)
         else:
             _LOGGER.exception("Synthesis failed mid-stream")
-        metrics.error(exc.code if isinstance(err, EngineError) else "internal_error")
-        if not isinstance(err, EngineError):
-            exc.code = "internal_error"
+            error = error_body(500, "Internal server error.", None, "internal_error")
+        metrics.error(error["error"]["code"])
         if not sse:
             # Headers are gone: the only honest signal left is a truncated chunked body.
             _abort(request)
             return response
-        failure = {"type": "error", **error_body(exc.status, exc.message, exc.param, exc.code)}
+        failure = {"type": "error", **error}
         with contextlib.suppress(ConnectionResetError):
             await response.write(_sse(failure))
             await response.write_eof()
