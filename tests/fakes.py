@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,3 +55,19 @@ class FakeEngine:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class WyomingSettings:
+    """What the Wyoming front end reads from WyomingConfig, plus a default voice."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    zeroconf: bool = False
+    zeroconf_name: str = "fastkokoro-test"
+    samples_per_chunk: int = 1024
+    default_voice: str | None = None
+    program_name: str = "kokoro"
+    idle_timeout_s: float = 120.0
+    max_event_bytes: int = 1_048_576
+    drain_timeout_s: float = 2.0

@@ -25,6 +25,19 @@ MIN_ACCURACY = 0.8
 TWO = "The weather today is sunny and warm. Please remember to water the garden."
 
 
+# Six sentences (about 25 s of audio): long enough to still be synthesizing mid-test.
+MUSEUM = " ".join(
+    [
+        "The museum opens at nine in the morning and closes at six in the evening.",
+        "Visitors can buy tickets at the entrance or on the website.",
+        "Guided tours leave from the main hall every hour.",
+        "The cafe on the second floor serves coffee, tea and light lunches.",
+        "Photography without flash is allowed in most of the galleries.",
+        "Please leave large bags and umbrellas in the cloakroom.",
+    ]
+)
+
+
 def daemon_config(engine: object) -> Config:
     """Loopback, port 0, no zeroconf; the HTTP layer keeps OpenAI's 4096-character limit."""
     engine_cfg = dataclasses.replace(engine.cfg, limits=LimitsConfig())  # type: ignore[attr-defined]

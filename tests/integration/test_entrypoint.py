@@ -24,6 +24,7 @@ from zeroconf import InterfaceChoice, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from tests.integration.conftest import (
+    MUSEUM,
     TIMEOUT,
     assert_says,
     pcm16_to_float,
@@ -37,16 +38,6 @@ pytestmark = pytest.mark.integration
 
 SERVICE_TYPE = "_wyoming._tcp.local."
 TEXT = "The weather today is sunny and warm."
-LONG = " ".join(
-    [
-        "The museum opens at nine in the morning and closes at six in the evening.",
-        "Visitors can buy tickets at the entrance or on the website.",
-        "Guided tours leave from the main hall every hour.",
-        "The cafe on the second floor serves coffee, tea and light lunches.",
-        "Photography without flash is allowed in most of the galleries.",
-        "Please leave large bags and umbrellas in the cloakroom.",
-    ]
-)
 STOP_DEADLINE = 20.0  # SIGTERM -> exit: drain (5 s) + the model call in flight
 
 
@@ -205,7 +196,7 @@ async def test_entry_point_serves_both_ports_announces_and_stops_on_sigterm(serv
     assert not any(found.properties.values())  # HA reads no TXT properties; none are sent
 
     # SIGTERM in the middle of a long HTTP stream: clean exit 0 and "Stopped".
-    body = {"model": "tts-1", "input": LONG, "voice": "af_heart", "response_format": "pcm"}
+    body = {"model": "tts-1", "input": MUSEUM, "voice": "af_heart", "response_format": "pcm"}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=TIMEOUT)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         resp = await asyncio.wait_for(

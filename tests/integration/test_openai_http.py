@@ -16,7 +16,14 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.integration.conftest import TIMEOUT, TWO, assert_says, pcm16_to_float, wait_idle
+from tests.integration.conftest import (
+    MUSEUM,
+    TIMEOUT,
+    TWO,
+    assert_says,
+    pcm16_to_float,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +44,9 @@ FFPROBE_CODECS = {
     "wav": "pcm_s16le",
     "pcm": "pcm_s16le",
 }
-LONG = " ".join(
-    [
-        "The museum opens at nine in the morning and closes at six in the evening.",
-        "Visitors can buy tickets at the entrance or on the website.",
-        "Guided tours leave from the main hall every hour.",
-        "The cafe on the second floor serves coffee, tea and light lunches.",
-        "Photography without flash is allowed in most of the galleries.",
-        "Please leave large bags and umbrellas in the cloakroom.",
-        "Children under twelve must be accompanied by an adult.",
-        "We hope you enjoy your visit and come back soon.",
-    ]
+LONG = (
+    MUSEUM + " Children under twelve must be accompanied by an adult."
+    " We hope you enjoy your visit and come back soon."
 )
 
 

@@ -20,6 +20,7 @@ from wyoming.tts import (
 )
 
 from tests.integration.conftest import (
+    MUSEUM,
     TWO,
     assert_says,
     read_event,
@@ -191,16 +192,7 @@ async def test_empty_text_error_then_end_event(daemon):
 
 
 async def test_describe_answered_while_another_connection_synthesizes(daemon, engine):
-    long_text = " ".join(
-        [
-            "The museum opens at nine in the morning and closes at six in the evening.",
-            "Visitors can buy tickets at the entrance or on the website.",
-            "Guided tours leave from the main hall every hour.",
-            "The cafe on the second floor serves coffee, tea and light lunches.",
-            "Photography without flash is allowed in most of the galleries.",
-            "Please leave large bags and umbrellas in the cloakroom.",
-        ]
-    )
+    long_text = MUSEUM
     async with wyoming_client(daemon) as busy:
         await busy.write_event(Synthesize(text=long_text).event())
         first = await read_until(busy, "audio-chunk")  # synthesis is under way

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-from dataclasses import dataclass
+from dataclasses import replace
 
 import pytest
 from wyoming.client import AsyncTcpClient
@@ -15,27 +15,20 @@ from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from fastkokoro_wyoming.wyoming_service import WyomingService, start_wyoming_server
-from tests.fakes import FakeEngine
+from tests.fakes import FakeEngine, WyomingSettings
 
 TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 0
-    zeroconf: bool = False
-    zeroconf_name: str = "fuzz"
-    samples_per_chunk: int = 1024
-    program_name: str = "kokoro"
-    idle_timeout_s: float = 1.0
-    max_event_bytes: int = 65_536
-    drain_timeout_s: float = 1.0
+def settings(**changes: object) -> WyomingSettings:
+    """Tight limits so each fuzz case ends fast."""
+    return replace(WyomingSettings(zeroconf_name="fuzz", idle_timeout_s=1.0,
+                                   max_event_bytes=65_536, drain_timeout_s=1.0), **changes)
 
 
 @pytest.fixture
 async def service():
-    svc = await start_wyoming_server(FakeEngine(), Settings())  # type: ignore[arg-type]
+    svc = await start_wyoming_server(FakeEngine(), settings())  # type: ignore[arg-type]
     yield svc
     await svc.stop()
 
@@ -150,7 +143,7 @@ async def test_idle_connection_is_closed(service):
 
 async def test_slow_reader_does_not_block_others():
     engine = FakeEngine()
-    svc = await start_wyoming_server(engine, Settings(idle_timeout_s=30))  # type: ignore[arg-type]
+    svc = await start_wyoming_server(engine, settings(idle_timeout_s=30))  # type: ignore[arg-type]
     try:
         reader, writer = await raw(svc)
         text = ". ".join(["A sentence"] * 400)  # far more audio than socket buffers hold

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -26,22 +25,11 @@ from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
 from fastkokoro_wyoming.wyoming_service import WyomingService, start_wyoming_server
 from tests.fakes import FakeEngine
+from tests.fakes import WyomingSettings as Settings
 
 TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 0
-    zeroconf: bool = False
-    zeroconf_name: str = "fastkokoro-test"
-    samples_per_chunk: int = 1024
-    default_voice: str | None = None
-    program_name: str = "kokoro"
-    idle_timeout_s: float = 120.0
-    max_event_bytes: int = 1_048_576
-    drain_timeout_s: float = 2.0
 
 
 class CancelTrackingEngine(FakeEngine):
