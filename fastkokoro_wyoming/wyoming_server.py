@@ -35,8 +35,8 @@ from wyoming.tts import (
 )
 
 from . import __version__
-from .audio import float_to_pcm16
 from .engine.errors import EmptyText, EngineError
+from .engine.pcm import PcmFramer
 from .engine.sentences import SentenceSplitter
 from .engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from .wyoming_io import ProtocolError, read_event
@@ -137,7 +137,7 @@ class WyomingHandler(AsyncEventHandler):
         self._engine = engine
         self._settings = settings
         self._info_event = info.event()
-        self._chunk_bytes = max(1, int(settings.samples_per_chunk)) * _WIDTH * _CHANNELS
+        self._chunk_samples = max(1, int(settings.samples_per_chunk))
         self._stream: _Stream | None = None
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -324,20 +324,19 @@ class WyomingHandler(AsyncEventHandler):
             start = AudioStart(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS)
             await self.write_event(start.event())
             reply.started = True
-        pending = bytearray()
+        framer = PcmFramer(self._chunk_samples)  # s16le frames of samples_per_chunk
         audio = self._engine.synthesize(prepared)  # no second validation
         try:
             async for samples in audio:
-                pending += float_to_pcm16(samples)
-                while len(pending) >= self._chunk_bytes:
-                    await self._send_audio(reply, bytes(pending[: self._chunk_bytes]))
-                    del pending[: self._chunk_bytes]
+                for pcm in framer.push(samples):
+                    await self._send_audio(reply, pcm)
         finally:
             aclose = getattr(audio, "aclose", None)
             if aclose is not None:
                 await aclose()  # lets the engine drop queued work for this request
-        if pending:
-            await self._send_audio(reply, bytes(pending))
+        tail = framer.flush()
+        if tail:
+            await self._send_audio(reply, tail)
 
     async def _send_audio(self, reply: _Reply, pcm: bytes) -> None:
         chunk = AudioChunk(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS, audio=pcm)

@@ -160,6 +160,9 @@ class Engine:
         for n in (8, 48):
             ids = self.vocab.encode("hˈɛlO wˈɜɹld " * 8)[:n]
             self.session.run(ids, voice.style_for(len(ids)), 1.0)
+        from .pcm import default_kernels  # numba compiles (or loads its cache) here
+
+        default_kernels().warmup()
 
     def close(self) -> None:
         self.scheduler.close()
