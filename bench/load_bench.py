@@ -177,11 +177,12 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"server on {port} not ready")
 
 
-def start_ours(model: Path, voices: Path, port: int, log: Path) -> Server:
+def start_ours(model: Path, voices: Path, port: int, log: Path,
+               extra: tuple[str, ...] = ()) -> Server:
     cmd = [sys.executable, "-m", "fastkokoro_wyoming", "--model", str(model), "--voices",
            str(voices), "--http-host", "127.0.0.1", "--http-port", str(port),
-           "--wyoming-enabled", "false", "--log-level", "WARNING"]
-    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+           "--wyoming-enabled", "false", "--log-level", "WARNING", *extra]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     return Server("fastkokoro-wyoming", port, proc)
 
 

