@@ -90,7 +90,8 @@ FRESH = [  # never seen before a run: new shapes, as real traffic brings
 ]
 
 VARIANTS = {  # name -> runtime overrides of the defaults
-    "default": {},  # on a GPU: HEURISTIC cuDNN search, 1 intra-op thread, IO binding
+    "default": {},  # on a GPU: DEFAULT cuDNN algos, 1 intra-op thread, IO binding, 2 workers
+    "heuristic": {"provider_options": {"cuda": {"cudnn_conv_algo_search": "HEURISTIC"}}},
     "exhaustive-16threads": {
         "intra_op_threads": 16,
         "provider_options": {"cuda": {"cudnn_conv_algo_search": "EXHAUSTIVE"}},
@@ -144,8 +145,12 @@ async def engine_section(args, out: Path) -> None:
             t1 = time.perf_counter()
             await engine.scheduler.submit(partial(engine.session.run, ids8, style, 1.0), (0,))
             w8.append(time.perf_counter() - t1)
+        g2p = {n: timed(engine.phonemize, t, "a", n=3) for n, t in TEXTS.items()}
         notes.append(
-            f"{variant}: 8 ids bare {1000 * f8:.1f} ms, session {1000 * e8:.1f} ms, via worker "
+            f"{variant}: G2P of the whole text "
+            f"{', '.join(f'{n} {1000 * v:.0f}' for n, v in g2p.items())} ms; "
+            f"{engine.scheduler.workers} workers; 8 ids bare {1000 * f8:.1f} ms, "
+            f"session {1000 * e8:.1f} ms, via worker "
             f"{1000 * median(w8):.1f} ms; unseen texts first chunk "
             f"{', '.join(f'{1000 * x:.0f}' for x in fresh)} ms; load {load_s:.1f} s; "
             f"{engine.provider}, {prepared.name}"
@@ -221,7 +226,7 @@ async def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sections", default="graph,engine,http")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="default,heuristic,exhaustive-16threads")
     parser.add_argument("--http-args", default="",
                         help="daemon flag sets to compare: space-separated flags, ';' between sets")
     args = parser.parse_args()

@@ -50,7 +50,7 @@ class RuntimeConfig:
     intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
     inter_op_threads: int = 1
     graph_optimization: str = "all"  # disable | basic | extended | all
-    workers: int = 1  # model calls run at once (each uses intra_op_threads)
+    workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
     profile_dir: str | None = None  # ORT profile of every call + cProfile of warmup, here
     io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
     cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
@@ -338,7 +338,7 @@ def validate(cfg: Config) -> None:
            "must be 16-510")
     _check(e.runtime.intra_op_threads >= 0, "engine.runtime.intra_op_threads", "must be >= 0")
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
-    _check(1 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 1-64")
+    _check(0 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 0 (auto) to 64")
     _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
     _check(
         e.runtime.io_binding in ("auto", "on", "off"),

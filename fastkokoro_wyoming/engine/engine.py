@@ -132,7 +132,7 @@ class Engine:
             vocab=Vocab.load(found.vocab),
             g2p=g2p,
             session=session,
-            scheduler=Scheduler(rt.workers, cfg.limits.max_queue),
+            scheduler=Scheduler(rt.workers or (2 if gpu else 1), cfg.limits.max_queue),
             languages=languages,
         )
         try:  # a blend is a fine default too

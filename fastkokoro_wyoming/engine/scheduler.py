@@ -58,6 +58,10 @@ class Scheduler:
             t.start()
 
     @property
+    def workers(self) -> int:
+        return len(self._threads)
+
+    @property
     def queued(self) -> int:
         return len(self._heap)
 

@@ -158,3 +158,75 @@ async def test_cancel_during_g2p_releases_the_stream(bucket_session):
     assert eng.active_streams == 0
     await asyncio.sleep(0.5)
     eng.close()
+
+
+class GatedG2P(SpellingG2P):
+    """The first sentence is instant; later ones wait until the test opens the gate."""
+
+    def __init__(self):
+        import threading
+
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def phonemize(self, text, code, normalize=True):
+        self.calls += 1
+        if self.calls > 1:
+            self.gate.wait(5)
+        return super().phonemize(text, code, normalize)
+
+
+async def test_first_segment_is_yielded_while_later_ones_are_still_planned(bucket_session):
+    eng = tiny_engine(bucket_session)
+    eng.g2p = GatedG2P()
+    agen = eng.synthesize(SynthesisRequest("abc def. ghi jkl. mno pqr."))
+    first = await asyncio.wait_for(agen.__anext__(), 2)  # G2P of sentence 2 is still blocked
+    assert first[0] == sum(eng.vocab.encode("abc def."))
+    eng.g2p.gate.set()
+    rest = [c async for c in agen]
+    assert len(rest) == 2 and eng.active_streams == 0
+    eng.close()
+
+
+def test_io_binding_gives_the_same_audio(tmp_path):
+    bucket = build_bucket_model(tmp_path / "b.onnx", bucket=16)
+    classic = build_classic_model(tmp_path / "c.onnx")
+    for path in (bucket, classic):
+        plain = KokoroSession.open(path, RuntimeSettings(io_binding="off"))
+        bound = KokoroSession.open(path, RuntimeSettings(io_binding="on"))
+        assert bound.io_binding and not plain.io_binding
+        for ids in ([5], [5, 6, 7], list(range(1, 15))):
+            assert np.array_equal(plain.run(ids, STYLE, 1.0), bound.run(ids, STYLE, 1.0))
+    with pytest.raises(ConfigError, match="engine.runtime.io_binding"):
+        KokoroSession.open(classic, RuntimeSettings(io_binding="sometimes"))
+
+
+def test_graph_buffers_update_in_place_between_calls(tmp_path):
+    """The CUDA-graph path's buffer handling (bound once, updated in place), on the CPU."""
+    from fastkokoro_wyoming.engine.runtime import _GraphBuffers, import_onnxruntime
+
+    path = build_bucket_model(tmp_path / "b.onnx", bucket=16)
+    plain = KokoroSession.open(path, RuntimeSettings())
+    replay = KokoroSession.open(path, RuntimeSettings())
+    replay._graph = _GraphBuffers(import_onnxruntime(), replay.session, replay.contract, "cpu")
+    rng = np.random.default_rng(1)
+    for n in (3, 14, 1, 9):
+        ids = [int(x) for x in rng.integers(1, 170, n)]
+        assert np.array_equal(plain.run(ids, STYLE, 1.0), replay.run(ids, STYLE, 1.0))
+
+
+def test_cuda_graph_needs_a_gpu_and_gpu_defaults(tmp_path, caplog):
+    from fastkokoro_wyoming.engine.runtime import provider_options
+
+    path = build_bucket_model(tmp_path / "b.onnx", bucket=16)
+    s = KokoroSession.open(path, RuntimeSettings(cuda_graph=True))
+    assert s._graph is None and "needs CUDA or TensorRT" in caplog.text
+    assert s.run([5, 6], STYLE, 1.0)[0] == 11
+    cuda = "CUDAExecutionProvider"
+    assert provider_options(cuda, RuntimeSettings())["cudnn_conv_algo_search"] == "DEFAULT"
+    graph = provider_options(cuda, RuntimeSettings(cuda_graph=True))
+    assert graph["enable_cuda_graph"] == "1" and graph["cudnn_conv_algo_search"] == "EXHAUSTIVE"
+    mine = RuntimeSettings(provider_options={"cuda": {"cudnn_conv_algo_search": "HEURISTIC"}})
+    assert provider_options(cuda, mine)["cudnn_conv_algo_search"] == "HEURISTIC"
+    trt = provider_options("TensorrtExecutionProvider", RuntimeSettings(cache_dir=tmp_path))
+    assert trt["trt_engine_cache_path"] == str(tmp_path / "tensorrt")
