@@ -195,6 +195,24 @@ def start_anchor(model: Path, voices: Path, port: int, log: Path) -> Server:
     return Server("fastkokoro 0.7.0", port, proc)
 
 
+async def bare_throughput(model: Path, voices: Path, texts: list[str]) -> list[tuple[str, float]]:
+    """Audio seconds per wall second of bare model calls over each text's own segments."""
+    from engine_bench import floor_run
+
+    from fastkokoro_wyoming.config import EngineConfig, ModelConfig
+    from fastkokoro_wyoming.engine import Engine, SynthesisRequest
+
+    engine = await Engine.load(EngineConfig(model=ModelConfig(path=str(model),
+                                                              voices=str(voices))))
+    out = []
+    for name in texts:
+        audio = sum([c.size async for c in engine.synthesize(SynthesisRequest(TEXTS[name]))])
+        _, total = await asyncio.to_thread(floor_run, engine, TEXTS[name])
+        out.append((name, audio / engine.sample_rate / total))
+    engine.close()
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1,4,8")
@@ -232,6 +250,10 @@ async def main() -> None:
             disconnects.append((server.name, await disconnect_case(server)))
         finally:
             server.stop()
+    print("\n| bare model (one ONNX session, same segments back to back) | text | audio-s/wall-s |")
+    print("|---|---|---|")
+    for name, rate in await bare_throughput(model, voices, texts):
+        print(f"| bare | {name} | {rate:.2f} |")
     print("\n| server | short request, idle server: first audio s | right after a long "
           "stream was dropped: first audio s |")
     print("|---|---|---|")

@@ -51,7 +51,7 @@ class RuntimeConfig:
     inter_op_threads: int = 1
     graph_optimization: str = "all"  # disable | basic | extended | all
     workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
-    profile_dir: str | None = None  # ORT profile of every call + cProfile of warmup, here
+    profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
     io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
     cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
 

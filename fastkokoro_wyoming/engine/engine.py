@@ -42,6 +42,7 @@ from .scheduler import Job, Scheduler
 from .sentences import split_sentences
 from .text import Pause, clean, has_speech, split_pauses
 from .tokens import Vocab
+from .trace import RequestTrace, TraceSink
 from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from .voices import Voice, VoiceStore
 
@@ -81,6 +82,7 @@ class Engine:
         session: KokoroSession,
         scheduler: Scheduler,
         languages: LanguageTable,
+        traces: TraceSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.voice_store = voices
@@ -89,6 +91,7 @@ class Engine:
         self.session = session
         self.scheduler = scheduler
         self.languages = languages
+        self.traces = traces  # per-request timings, when profiling is on
         self.ready = False
         self.active_streams = 0
         self._seq = itertools.count()
@@ -134,6 +137,7 @@ class Engine:
             session=session,
             scheduler=Scheduler(rt.workers or (2 if gpu else 1), cfg.limits.max_queue),
             languages=languages,
+            traces=TraceSink(profile_dir) if profile_dir is not None else None,
         )
         try:  # a blend is a fine default too
             voices.resolve(cfg.default_voice)
@@ -249,6 +253,13 @@ class Engine:
             )
         self.active_streams += 1
         seq = next(self._seq)
+        trace = RequestTrace(
+            self.traces,
+            chars=sum(len(p) for p in prep.pieces if isinstance(p, str)),
+            voice=prep.voice.name,
+            lang=prep.lang,
+        )
+        outcome = "cancelled"
         plan = self._plan(prep)
         pending: deque[Job | np.ndarray] = deque()
         lookahead = self.cfg.segmentation.lookahead
@@ -266,13 +277,16 @@ class Engine:
                 # segment renders, up to ``lookahead``; the head is yielded the moment it is
                 # ready, not after the planning of the segments behind it.
                 if planning is None and not exhausted and len(pending) <= lookahead:
+                    plan_started = time.perf_counter()
                     planning = asyncio.ensure_future(asyncio.to_thread(next, plan, None))
                     planning.add_done_callback(_retrieve)
                 head = pending[0] if pending else None
                 if head is None and planning is None:
+                    outcome = "done"
                     return
                 if isinstance(head, np.ndarray):
                     pending.popleft()
+                    trace.chunk()
                     yield head  # a pause: silence already, no boundary gap
                     continue
                 waiting = {f for f in (planning, head.result if head else None) if f}
@@ -283,25 +297,35 @@ class Engine:
                 )
                 if planning is not None and planning.done():
                     item, planning = planning.result(), None
+                    trace.planned(plan_started)
                     if item is None:
                         exhausted = True
                     elif isinstance(item, np.ndarray):
                         pending.append(item)
                     else:
-                        pending.append(self._submit(item, prep, (min(index, 1), index, seq)))
+                        priority = (min(index, 1), index, seq)
+                        pending.append(self._submit(item, prep, priority, trace))
                         index += 1
                 if head is not None and head.result.done():
                     pending.popleft()
                     audio = head.result.result()
                     if gap.size and (pending or not exhausted):
                         audio = np.concatenate([audio, gap])
+                    trace.chunk()
                     yield audio
                 elif time.monotonic() >= deadline:
                     raise SynthesisTimeout(
                         f"the request ran past engine.limits.max_request_seconds ({limit} s)"
                     )
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"  # the client went away
+            raise
+        except BaseException as err:
+            outcome = f"error: {getattr(err, 'code', type(err).__name__)}"
+            raise
         finally:
             self.active_streams -= 1
+            trace.close(outcome)
             for p in pending:
                 if isinstance(p, Job):
                     p.cancel()
@@ -312,16 +336,24 @@ class Engine:
             with contextlib.suppress(ValueError):
                 plan.close()
 
-    def _submit(self, seg: Segment, prep: Prepared, priority: tuple[int, ...]) -> Job:
+    def _submit(
+        self, seg: Segment, prep: Prepared, priority: tuple[int, ...], trace: RequestTrace
+    ) -> Job:
         style = prep.voice.style_for(len(seg.ids))
         options = self.session.run_options()
+        submitted = time.perf_counter()
+
+        def run() -> np.ndarray:
+            started = time.perf_counter()
+            try:
+                return self.session.run(seg.ids, style, prep.speed, options)
+            finally:
+                trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
 
         def abort() -> None:  # the client left while its segment runs: stop the call
             options.terminate = True
 
-        return self.scheduler.submit(
-            lambda: self.session.run(seg.ids, style, prep.speed, options), priority, abort
-        )
+        return self.scheduler.submit(run, priority, abort)
 
     def _plan(self, prep: Prepared) -> Iterator[Segment | np.ndarray]:
         """Lazily: pauses as silence, text as G2P'd segments that fit the model."""

@@ -230,3 +230,23 @@ def test_cuda_graph_needs_a_gpu_and_gpu_defaults(tmp_path, caplog):
     assert provider_options(cuda, mine)["cudnn_conv_algo_search"] == "HEURISTIC"
     trt = provider_options("TensorrtExecutionProvider", RuntimeSettings(cache_dir=tmp_path))
     assert trt["trt_engine_cache_path"] == str(tmp_path / "tensorrt")
+
+
+async def test_profile_dir_traces_every_request(tmp_path, bucket_session):
+    import json
+
+    from fastkokoro_wyoming.engine.trace import TraceSink
+
+    eng = tiny_engine(bucket_session)
+    eng.traces = TraceSink(tmp_path / "prof")
+    chunks = [c async for c in eng.synthesize(SynthesisRequest("abc def. ghi [pause:0.2s] jkl."))]
+    agen = eng.synthesize(SynthesisRequest(". ".join(["abc def"] * 20)))
+    await agen.__anext__()
+    await agen.aclose()
+    lines = (tmp_path / "prof" / "requests.jsonl").read_text().splitlines()
+    done, cancelled = [json.loads(x) for x in lines]
+    assert done["outcome"] == "done" and cancelled["outcome"] == "cancelled"
+    assert len(done["calls"]) == len(chunks) - 1  # the pause needs no model call
+    assert all(c["run_ms"] >= 0 and c["queue_ms"] >= 0 for c in done["calls"])
+    assert done["first_chunk_ms"] <= done["total_ms"] and len(done["plan_ms"]) >= 3
+    eng.close()
