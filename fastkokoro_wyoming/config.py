@@ -58,7 +58,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    strategy: str = "sentence"  # sentence | phrase | adaptive | chunk
+    strategy: str = "adaptive"  # adaptive | sentence | phrase | chunk
     first_segment_tokens: int = 32  # adaptive: ids in the first segment
     chunk_tokens: int = 200  # chunk: ids per packed segment
     boundary_silence_ms: int = 0  # silence added between generated segments

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 STRATEGIES = ("sentence", "phrase", "adaptive", "chunk")
 
+_SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*\s*$")
 _PHRASE_END = re.compile(r"[,;:—…]+\s+|[.!?]+\s+")
 _SPACE = re.compile(r"\s+")
 
@@ -55,6 +56,11 @@ def split_to_fit(ps: str, limit: int) -> list[str]:
     return pieces
 
 
+def ends_sentence(ps: str) -> bool:
+    """Whether a segment ends a sentence (not a cut at a comma or between words)."""
+    return bool(_SENTENCE_END.search(ps))
+
+
 def split_phrases(ps: str) -> list[str]:
     """Cut at phrase punctuation (commas, semicolons, dashes) as well as sentence ends."""
     points = _cut_points(ps, _PHRASE_END)
@@ -74,10 +80,12 @@ def segment(
 
     * ``sentence``: one segment per sentence.
     * ``phrase``: one per phrase (commas and the like split too).
-    * ``adaptive``: the first segment is at most ``first_tokens`` long so audio starts
-      fast; each next one may be twice as long until a sentence boundary is reached,
-      so the player never runs dry while the model is still slower than real time on
-      the first words; after that, one segment per sentence.
+    * ``adaptive``: a first sentence longer than 1.5 × ``first_tokens`` is cut so the
+      first segment is at most ``first_tokens`` long and audio starts fast; each next
+      one may be twice as long until a sentence boundary is reached, so the player never
+      runs dry while the model is still slower than real time on the first words; after
+      that, one segment per sentence. (A sentence barely over the budget stays whole:
+      cutting it would gain little and add a join.)
     * ``chunk``: whole sentences packed greedily up to ``chunk_tokens``.
     """
     if strategy not in STRATEGIES:
@@ -103,7 +111,7 @@ def segment(
             yield from full
         elif strategy == "adaptive" and budget < capacity:
             rest = sentence
-            while len(rest) > budget:
+            while len(rest) > budget + budget // 2:
                 head, rest = split_head(rest, budget)
                 yield head
                 budget = min(budget * 2, capacity)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .buckets import segment
+from .buckets import ends_sentence, segment
 from .errors import (
     Busy,
     ConfigError,
@@ -37,6 +37,7 @@ from .errors import (
 from .g2p import G2P
 from .languages import LanguageTable
 from .modelprep import plan_weights, prepare_model
+from .pcm import default_kernels
 from .runtime import KokoroSession, RuntimeSettings, available_providers, is_gpu
 from .scheduler import Job, Scheduler
 from .sentences import split_sentences
@@ -67,6 +68,26 @@ class Prepared:
 class Segment:
     ids: list[int]
     phonemes: str
+    joins_prev: bool = False  # continues a sentence cut before it (comma or word)
+    joins_next: bool = False  # ends at such a cut, not at a sentence end
+
+    def trim_join(self, audio: np.ndarray) -> np.ndarray:
+        """Kokoro pads every call with ~0.3 s of silence before and ~0.45 s after the
+        speech; at a cut inside a sentence that would be a 0.75 s hole. Keep a phrase
+        pause's worth instead (50 ms before, 100 ms after)."""
+        if not (self.joins_prev or self.joins_next):
+            return audio
+        speech = default_kernels().trim_bounds(audio, JOIN_SILENCE_LEVEL)
+        if speech.start == speech.stop:
+            return audio
+        start = max(0, speech.start - JOIN_LEAD) if self.joins_prev else 0
+        stop = min(audio.size, speech.stop + JOIN_TAIL) if self.joins_next else audio.size
+        return audio[start:stop]
+
+
+JOIN_SILENCE_LEVEL = 1e-3  # -60 dBFS
+JOIN_LEAD = SAMPLE_RATE * 50 // 1000
+JOIN_TAIL = SAMPLE_RATE * 100 // 1000
 
 
 class Engine:
@@ -167,9 +188,7 @@ class Engine:
         for n in (8, 48):
             ids = self.vocab.encode("hˈɛlO wˈɜɹld " * 8)[:n]
             self.session.run(ids, voice.style_for(len(ids)), 1.0)
-        from .pcm import default_kernels  # numba compiles (or loads its cache) here
-
-        default_kernels().warmup()
+        default_kernels().warmup()  # numba compiles (or loads its cache) here
 
     def close(self) -> None:
         self.scheduler.close()
@@ -346,7 +365,7 @@ class Engine:
         def run() -> np.ndarray:
             started = time.perf_counter()
             try:
-                return self.session.run(seg.ids, style, prep.speed, options)
+                return seg.trim_join(self.session.run(seg.ids, style, prep.speed, options))
             finally:
                 trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
 
@@ -366,6 +385,7 @@ class Engine:
                 self.vocab.keep(self.g2p.phonemize(s, prep.lang, normalize=prep.normalize))
                 for s in split_sentences(piece, prep.lang)
             )
+            joined = False
             for ps in segment(
                 phonemes,
                 strategy=seg_cfg.strategy,
@@ -375,7 +395,9 @@ class Engine:
             ):
                 ids = self.vocab.encode(ps)
                 if ids:
-                    yield Segment(ids, ps)
+                    cut = not ends_sentence(ps)
+                    yield Segment(ids, ps, joins_prev=joined, joins_next=cut)
+                    joined = cut
 
     def phonemize(self, text: str, lang: str) -> str:
         """The phonemes the model would get for ``text`` (for tests and /dev tools)."""

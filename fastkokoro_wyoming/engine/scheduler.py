@@ -44,6 +44,8 @@ class Job:
 
 class Scheduler:
     def __init__(self, workers: int = 1, max_queue: int = 64) -> None:
+        if workers < 1:
+            raise ValueError(f"a scheduler needs at least one worker thread, not {workers}")
         self.max_queue = max_queue
         self._heap: list[tuple[tuple[int, ...], int, Future[Any], Callable[[], Any]]] = []
         self._cond = threading.Condition()

@@ -107,7 +107,7 @@ def derive(base: Engine, *, session: Any = None, **limits: Any) -> Engine:
         vocab=base.vocab,
         g2p=base.g2p,
         session=session or base.session,
-        scheduler=Scheduler(cfg.runtime.workers, cfg.limits.max_queue),
+        scheduler=Scheduler(base.scheduler.workers, cfg.limits.max_queue),
         languages=base.languages,
     )
     engine.ready = True

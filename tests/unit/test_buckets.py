@@ -51,3 +51,15 @@ def test_sentence_strategy_one_segment_per_sentence():
 def test_chunk_packs_sentences():
     segs = list(segment(["ab.", "cd.", "ef."], strategy="chunk", capacity=510, chunk_tokens=8))
     assert segs == ["ab. cd.", "ef."]
+
+
+def test_adaptive_keeps_a_sentence_barely_over_the_budget_whole():
+    short = "tˈɜɹn ˈɑn ðə kˈɪʧən lˈIts, plˈiz."  # 33 ids, budget 32: cutting gains nothing
+    assert list(segment([short], strategy="adaptive", capacity=510, first_tokens=32)) == [short]
+
+
+def test_sentence_ends_are_told_from_cuts():
+    from fastkokoro_wyoming.engine.buckets import ends_sentence
+
+    assert ends_sentence("hˈɛlO.") and ends_sentence("wˈʌt?” ") and ends_sentence("你好。")
+    assert not ends_sentence("dˈɔɡ,") and not ends_sentence("ðə kwˈɪk")

@@ -250,3 +250,26 @@ async def test_profile_dir_traces_every_request(tmp_path, bucket_session):
     assert all(c["run_ms"] >= 0 and c["queue_ms"] >= 0 for c in done["calls"])
     assert done["first_chunk_ms"] <= done["total_ms"] and len(done["plan_ms"]) >= 3
     eng.close()
+
+
+def test_cuts_inside_a_sentence_keep_a_short_pause_not_the_edge_silence():
+    from fastkokoro_wyoming.engine.engine import JOIN_LEAD, JOIN_TAIL, Segment
+
+    audio = np.zeros(24_000, np.float32)
+    audio[7_200:14_400] = 0.5  # 0.3 s of silence, 0.3 s of "speech", 0.4 s of silence
+    whole = Segment([1], "a.")
+    assert whole.trim_join(audio) is audio  # a sentence on its own keeps Kokoro's edges
+    head = Segment([1], "a,", joins_next=True)
+    assert head.trim_join(audio).size == 14_400 + JOIN_TAIL
+    middle = Segment([1], "a", joins_prev=True, joins_next=True)
+    assert middle.trim_join(audio).size == 7_200 + JOIN_LEAD + JOIN_TAIL
+    assert Segment([1], "a", joins_prev=True).trim_join(np.zeros(100, np.float32)).size == 100
+
+
+async def test_engine_marks_cuts_inside_sentences(bucket_session):
+    eng = tiny_engine(bucket_session)  # bucket capacity 14: this sentence needs cuts
+    prep = eng.prepare(SynthesisRequest("abc def hij klm nop qrs tuv wxyz abc."))
+    segs = list(eng._plan(prep))
+    assert [s.joins_next for s in segs] == [True] * (len(segs) - 1) + [False]
+    assert [s.joins_prev for s in segs] == [False] + [True] * (len(segs) - 1)
+    eng.close()
