@@ -135,9 +135,10 @@ def load_style_tables(path: Path) -> dict[str, np.ndarray]:
     elif path.is_dir():
         for f in sorted(path.iterdir()):
             if f.suffix == ".bin":
-                arr = np.fromfile(f, dtype=np.float32)
+                arr = _mapped(f)
             elif f.suffix == ".npy":
-                arr = np.load(f).astype(np.float32)
+                arr = np.load(f, mmap_mode="r")
+                arr = arr if arr.dtype == np.float32 else arr.astype(np.float32)
             else:
                 continue
             tables[f.stem] = _check_shape(arr, f, f.stem)
@@ -148,6 +149,15 @@ def load_style_tables(path: Path) -> dict[str, np.ndarray]:
     if not tables:
         raise ConfigError(f"engine.model.voices: no voices found in {path}")
     return tables
+
+
+def _mapped(f: Path) -> np.ndarray:
+    """A read-only map of a raw float32 table: a request reads one row of it, so 54 voices
+    cost RSS only for the pages used (the whole tables would be ~28 MB)."""
+    try:
+        return np.memmap(f, dtype=np.float32, mode="r")
+    except ValueError:  # empty, or not a whole number of floats: the shape check reports it
+        return np.fromfile(f, dtype=np.float32)
 
 
 def _check_shape(arr: np.ndarray, path: Path, name: str) -> np.ndarray:

@@ -105,3 +105,18 @@ def test_load_folder_npz_and_voices_txt(tmp_path):
     np.zeros(100, np.float32).tofile(tmp_path / "bad" / "af_x.bin")
     with pytest.raises(ConfigError, match="af_x"):
         load_style_tables(tmp_path / "bad")
+
+
+def test_voice_files_are_mapped_not_read_and_bad_sizes_still_fail(tmp_path):
+    arr = np.arange(510 * 256, dtype=np.float32).reshape(510, 256)
+    arr.tofile(tmp_path / "af_heart.bin")
+    (tmp_path / "af_empty.bin").write_bytes(b"")
+    with pytest.raises(ConfigError, match="af_empty"):
+        load_style_tables(tmp_path)
+    (tmp_path / "af_empty.bin").write_bytes(b"\0" * 7)  # not a whole number of floats
+    with pytest.raises(ConfigError, match="af_empty"):
+        load_style_tables(tmp_path)
+    (tmp_path / "af_empty.bin").unlink()
+    table = load_style_tables(tmp_path)["af_heart"]
+    assert isinstance(table, np.memmap) and not table.flags.writeable
+    np.testing.assert_array_equal(table, arr)
