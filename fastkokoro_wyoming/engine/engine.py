@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,7 +145,9 @@ class Engine:
             io_binding=rt.io_binding,
             cuda_graph=rt.cuda_graph,
         )
-        gpu = is_gpu(available_providers(settings)[0])
+        # Resolved once (fallbacks warned once); the session opens with the resolved list.
+        settings = replace(settings, providers=tuple(available_providers(settings)))
+        gpu = is_gpu(settings.providers[0])
         plan = plan_weights(cfg.model.weights, found.model, gpu=gpu)
         session = KokoroSession.open(prepare_model(found.model, plan, cache_dir), settings)
         voices = VoiceStore.load(found.voices, languages)
