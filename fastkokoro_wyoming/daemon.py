@@ -17,9 +17,9 @@ from typing import Any
 
 from .config import Config
 from .engine import Engine
-from .metrics import Metrics
-from .openai_api import HttpService, start_http_server
-from .wyoming_service import WyomingService, start_wyoming_server
+from .http_api.metrics import Metrics
+from .http_api.app import HttpService, start_http_server
+from .wyoming_api.service import WyomingService, start_wyoming_server
 
 _LOGGER = logging.getLogger(__name__)
 

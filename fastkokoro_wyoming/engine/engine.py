@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .buckets import ends_sentence, segment
+from .segmentation import ends_sentence, segment
 from .errors import (
     Busy,
     ConfigError,

@@ -14,7 +14,7 @@ from wyoming.event import async_read_event, async_write_event
 from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from fastkokoro_wyoming.wyoming_service import WyomingService, start_wyoming_server
+from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
 from tests.fakes import FakeEngine, WyomingSettings
 
 TIMEOUT = 5.0

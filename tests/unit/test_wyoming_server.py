@@ -23,7 +23,7 @@ from wyoming.tts import (
 from fastkokoro_wyoming import __version__
 from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
-from fastkokoro_wyoming.wyoming_service import WyomingService, start_wyoming_server
+from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
 from tests.fakes import FakeEngine
 from tests.fakes import WyomingSettings as Settings
 
@@ -318,7 +318,7 @@ async def test_zeroconf_announcement_is_browsable() -> None:
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-    from fastkokoro_wyoming.discovery import SERVICE_TYPE
+    from fastkokoro_wyoming.wyoming_api.discovery import SERVICE_TYPE
 
     service = await start_wyoming_server(
         FakeEngine(),

@@ -16,7 +16,7 @@ from typing import Any
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED, SynthesisRequest
-from fastkokoro_wyoming.http_errors import ApiError, invalid
+from fastkokoro_wyoming.http_api.errors import ApiError, invalid
 
 MODEL_IDS: tuple[str, ...] = (
     "kokoro",

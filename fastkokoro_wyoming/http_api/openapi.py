@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
-from fastkokoro_wyoming.speech_params import (
+from fastkokoro_wyoming.http_api.params import (
     MAX_SPEED,
     MIN_SPEED,
     MODEL_IDS,

@@ -19,9 +19,9 @@ import pytest
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.engine.errors import Busy, SynthesisFailed
 from fastkokoro_wyoming.engine.types import SynthesisRequest
-from fastkokoro_wyoming.metrics import Metrics
-from fastkokoro_wyoming.openai_api import HttpService, start_http_server
-from fastkokoro_wyoming.speech_params import DEFAULT_VOICE_MAP, map_voice, merge_voice_map
+from fastkokoro_wyoming.http_api.metrics import Metrics
+from fastkokoro_wyoming.http_api.app import HttpService, start_http_server
+from fastkokoro_wyoming.http_api.params import DEFAULT_VOICE_MAP, map_voice, merge_voice_map
 from tests.fakes import FakeEngine
 from tests.unit.test_audio import decode
 
@@ -430,7 +430,7 @@ async def test_models_and_voices(server) -> None:
 
 async def test_request_fields_reach_engine(server, caplog) -> None:
     base, engine, session = server
-    caplog.set_level(logging.INFO, logger="fastkokoro_wyoming.openai_api")
+    caplog.set_level(logging.INFO, logger="fastkokoro_wyoming.http_api.app")
     bodies = [
         {**GOOD, "voice": "alloy", "instructions": "whisper"},
         {

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from aiohttp import web
 
 from fastkokoro_wyoming.engine.errors import EngineError
-from fastkokoro_wyoming.metrics import Metrics
+from fastkokoro_wyoming.http_api.metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -34,15 +34,15 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from . import __version__
-from .engine.errors import EmptyText, EngineError
-from .engine.pcm import PcmFramer
-from .engine.sentences import SentenceSplitter
-from .engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
-from .wyoming_io import ProtocolError, read_event
+from .. import __version__
+from ..engine.errors import EmptyText, EngineError
+from ..engine.pcm import PcmFramer
+from ..engine.sentences import SentenceSplitter
+from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .reader import ProtocolError, read_event
 
 if TYPE_CHECKING:  # any object with these attributes works (tests use their own dataclass)
-    from .config import WyomingConfig
+    from ..config import WyomingConfig
 
 _LOGGER = logging.getLogger(__name__)
 

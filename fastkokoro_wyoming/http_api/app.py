@@ -24,7 +24,7 @@ from aiohttp import web
 from fastkokoro_wyoming.audio import StreamEncoder
 from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
-from fastkokoro_wyoming.http_errors import (
+from fastkokoro_wyoming.http_api.errors import (
     ApiError,
     auth_middleware,
     cors_on_prepare,
@@ -33,9 +33,9 @@ from fastkokoro_wyoming.http_errors import (
     error_middleware,
     invalid,
 )
-from fastkokoro_wyoming.metrics import Metrics
-from fastkokoro_wyoming.openapi_spec import build_openapi
-from fastkokoro_wyoming.speech_params import (
+from fastkokoro_wyoming.http_api.metrics import Metrics
+from fastkokoro_wyoming.http_api.openapi import build_openapi
+from fastkokoro_wyoming.http_api.params import (
     MODEL_IDS,
     SpeechParams,
     merge_voice_map,

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 from wyoming.server import AsyncTcpServer
 
 from .discovery import WyomingAnnouncer
-from .wyoming_server import EngineLike, WyomingHandler, build_info
+from .handler import EngineLike, WyomingHandler, build_info
 
 if TYPE_CHECKING:
-    from .config import WyomingConfig
+    from ..config import WyomingConfig
 
 _LOGGER = logging.getLogger(__name__)
 
