@@ -16,9 +16,10 @@ import time
 
 from common import TEXTS, assets, median
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig, SegmentationConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
-from fastkokoro_wyoming.engine.engine import Segment
+from fastkokoro_wyoming.engine.plan import Segment
 
 
 async def engine_run(engine: Engine, text: str) -> tuple[float, float, float]:
@@ -33,7 +34,7 @@ async def engine_run(engine: Engine, text: str) -> tuple[float, float, float]:
 
 def floor_run(engine: Engine, text: str) -> tuple[float, float]:
     prep = engine.prepare(SynthesisRequest(text))
-    segments = [s for s in engine._plan(prep) if isinstance(s, Segment)]
+    segments = [s for s in engine.planner.plan(prep) if isinstance(s, Segment)]
     t0 = time.perf_counter()
     first = None
     for seg in segments:
@@ -50,7 +51,7 @@ async def main() -> None:
     model, voices = assets()
     cfg = EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)),
                        segmentation=SegmentationConfig(strategy=args.strategy))
-    engine = await Engine.load(cfg)
+    engine = await load_engine(cfg)
     print(f"strategy={args.strategy} provider={engine.provider} rounds={args.rounds}")
     print("| text | words | audio s | engine first chunk s | floor first s | ratio "
           "| engine total s | floor total s | ratio | engine RTF (audio/wall) |")

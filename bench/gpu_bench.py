@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, TEXTS, median  # noqa: E402
 from engine_bench import engine_run  # noqa: E402
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig, RuntimeConfig  # noqa: E402
-from fastkokoro_wyoming.engine import Engine, SynthesisRequest  # noqa: E402
-from fastkokoro_wyoming.engine.engine import Segment  # noqa: E402
+from fastkokoro_wyoming.engine import SynthesisRequest  # noqa: E402
+from fastkokoro_wyoming.engine.plan import Segment  # noqa: E402
 from fastkokoro_wyoming.engine.runtime import (  # noqa: E402
     KokoroSession,
     RuntimeSettings,
@@ -114,7 +115,7 @@ async def engine_section(args, out: Path) -> None:
     for variant in args.variants.split(","):
         cfg = replace(base, runtime=replace(base.runtime, **VARIANTS[variant]))
         t0 = time.perf_counter()
-        engine = await Engine.load(cfg)
+        engine = await load_engine(cfg)
         load_s = time.perf_counter() - t0
         prepared = engine.session.path
         bare = bare_session(prepared, engine.provider)
@@ -124,7 +125,7 @@ async def engine_section(args, out: Path) -> None:
             fresh.append((await engine_run(engine, text))[0])
         for name, text in TEXTS.items():
             prep = engine.prepare(SynthesisRequest(text))
-            first = next(s for s in engine._plan(prep) if isinstance(s, Segment))
+            first = next(s for s in engine.planner.plan(prep) if isinstance(s, Segment))
             style = prep.voice.style_for(len(first.ids))
             floor = timed(bare_call, bare, names, first.ids, style, n=args.rounds)
             runs = [await engine_run(engine, text) for _ in range(args.rounds)]

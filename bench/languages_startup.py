@@ -28,8 +28,8 @@ def child(languages: tuple[str, ...], breakdown: bool, model: str, voices: str) 
 
     import common  # noqa: F401  # puts the repository on sys.path
 
+    from fastkokoro_wyoming.assets import load_engine_sync
     from fastkokoro_wyoming.config import EngineConfig, ModelConfig
-    from fastkokoro_wyoming.engine import Engine
 
     def peak_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -44,7 +44,7 @@ def child(languages: tuple[str, ...], breakdown: bool, model: str, voices: str) 
     t_import = time.perf_counter() - t0
     cfg = EngineConfig(model=ModelConfig(path=model, voices=voices), languages=languages)
     t1 = time.perf_counter()
-    engine = Engine.load_sync(cfg)
+    engine = load_engine_sync(cfg)
     out: dict[str, object] = {
         "import_s": t_import,
         "load_s": time.perf_counter() - t1,

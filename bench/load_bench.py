@@ -199,10 +199,11 @@ async def bare_throughput(model: Path, voices: Path, texts: list[str]) -> list[t
     """Audio seconds per wall second of bare model calls over each text's own segments."""
     from engine_bench import floor_run
 
+    from fastkokoro_wyoming.assets import load_engine
     from fastkokoro_wyoming.config import EngineConfig, ModelConfig
-    from fastkokoro_wyoming.engine import Engine, SynthesisRequest
+    from fastkokoro_wyoming.engine import SynthesisRequest
 
-    engine = await Engine.load(EngineConfig(model=ModelConfig(path=str(model),
+    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model),
                                                               voices=str(voices))))
     out = []
     for name in texts:

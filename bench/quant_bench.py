@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 from common import ROOT, TEXTS, assets, median
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig
-from fastkokoro_wyoming.engine import Engine, SynthesisRequest
-from fastkokoro_wyoming.engine.engine import Segment
+from fastkokoro_wyoming.engine import SynthesisRequest
+from fastkokoro_wyoming.engine.plan import Segment
 
 SENTENCE = "The museum opens at nine in the morning and closes at six in the evening."
 SIZES = (8, 32, 128)
@@ -87,13 +88,13 @@ def build(name: str, int8: Path, work: Path) -> tuple[Path, float | None]:
 
 async def inputs(model: Path, voices: Path, path: Path) -> None:
     """Phoneme ids and styles for the timed calls and the sentence, from the real G2P."""
-    engine = await Engine.load(EngineConfig(model=ModelConfig(path=str(model),
+    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model),
                                                               voices=str(voices))))
     voice = engine.voice_store.resolve("af_heart")
     prep = engine.prepare(SynthesisRequest(TEXTS["long"]))
-    pool = [i for s in engine._plan(prep) if isinstance(s, Segment) for i in s.ids]
+    pool = [i for s in engine.planner.plan(prep) if isinstance(s, Segment) for i in s.ids]
     prep = engine.prepare(SynthesisRequest(SENTENCE))
-    sentence = [s.ids for s in engine._plan(prep) if isinstance(s, Segment)]
+    sentence = [s.ids for s in engine.planner.plan(prep) if isinstance(s, Segment)]
     engine.close()
     arrays = {f"ids{n}": np.asarray(pool[:n]) for n in SIZES}
     arrays |= {f"style{n}": voice.style_for(n) for n in SIZES}

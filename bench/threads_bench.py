@@ -15,6 +15,7 @@ import time
 
 from common import TEXTS, assets, pct
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig, RuntimeConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
 
@@ -44,7 +45,7 @@ async def main() -> None:
         workers, threads = (int(x) for x in split.split("x"))
         cfg = EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)),
                            runtime=RuntimeConfig(workers=workers, intra_op_threads=threads))
-        engine = await Engine.load(cfg)
+        engine = await load_engine(cfg)
         for n in (int(c) for c in args.clients.split(",")):
             t0 = time.perf_counter()
             res = await asyncio.gather(*(client(engine, text) for _ in range(n)))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
@@ -20,11 +21,11 @@ import tarfile
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ModelConfig
+from .engine import Engine
 from .engine.errors import ConfigError
+from .engine.settings import EngineConfig, ModelConfig, ModelFiles
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,11 +59,7 @@ MIRROR_VOICES = (
 )
 
 
-@dataclass(frozen=True)
-class Assets:
-    model: Path
-    voices: Path
-    vocab: Path | None = None
+Assets = ModelFiles  # the engine's type for resolved paths; the old name stays
 
 
 def resolve(cfg: ModelConfig, *, download: bool = True) -> Assets:
@@ -203,3 +200,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+async def load_engine(cfg: EngineConfig) -> Engine:
+    """Resolve (download if needed, in a thread) the configured files, then load the
+    engine on them: what the daemon, the CLI and the Python API do at startup."""
+    files = await asyncio.to_thread(resolve, cfg.model)
+    return await Engine.load(cfg, files)
+
+
+def load_engine_sync(cfg: EngineConfig) -> Engine:
+    """:func:`load_engine` for callers without a running loop."""
+    return Engine.load_sync(cfg, resolve(cfg.model))

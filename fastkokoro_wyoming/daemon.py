@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .assets import load_engine
 from .config import Config
 from .engine import Engine
-from .http_api.metrics import Metrics
 from .http_api.app import HttpService, start_http_server
+from .http_api.metrics import Metrics
 from .wyoming_api.service import WyomingService, start_wyoming_server
 
 _LOGGER = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def http_settings(cfg: Config) -> Any:
 
 async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
     owns = engine is None
-    engine = engine or await Engine.load(cfg.engine)
+    engine = engine or await load_engine(cfg.engine)
     http = wyoming = None
     try:
         if cfg.http.enabled:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .assets import load_engine
 from .audio import StreamEncoder, float_to_pcm16
 from .config import Config, load_config
 from .engine import Engine, SynthesisRequest, VoiceInfo
@@ -58,7 +59,7 @@ class FastKokoro:
         self._thread = threading.Thread(target=self._loop.run_forever, name="fastkokoro-api",
                                         daemon=True)
         self._thread.start()
-        self.engine: Engine = self._call(Engine.load(cfg.engine))
+        self.engine: Engine = self._call(load_engine(cfg.engine))
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

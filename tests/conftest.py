@@ -55,9 +55,9 @@ def engine_config(model: Path, voices: Path, **kw: object) -> EngineConfig:
 @pytest.fixture(scope="session")
 async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
     """One real engine for the whole session (loading costs seconds)."""
-    from fastkokoro_wyoming.engine import Engine
+    from fastkokoro_wyoming.assets import load_engine
 
-    eng = await Engine.load(
+    eng = await load_engine(
         engine_config(*kokoro_assets, limits=LimitsConfig(max_input_chars=100_000))
     )
     yield eng

@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .settings import WeightsMode, choices
 
 _LOGGER = logging.getLogger(__name__)
 
-WEIGHT_MODES = ("auto", "keep", "fp32", "q8", "q4")
+WEIGHT_MODES = choices(WeightsMode)  # direct callers are checked too
 _INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM"}
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .settings import GraphOptimization, IoBinding, choices
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -43,12 +44,14 @@ PROVIDER_ALIASES = {
 }
 _GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_OPT_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
+# engine.runtime.graph_optimization -> ORT's enum, in the order settings lists them.
+_OPT_LEVELS = dict(
+    zip(
+        choices(GraphOptimization),
+        ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"),
+        strict=True,
+    )
+)
 
 
 def import_onnxruntime() -> Any:
@@ -127,9 +130,46 @@ class RuntimeSettings:
     profile_dir: Path | None = None  # ONNX Runtime profiling of every call, written on close
     io_binding: str = "auto"  # auto (on for CUDA/TensorRT) | on | off
     cuda_graph: bool = False  # capture fixed-bucket calls as CUDA graphs (bucket + CUDA EP)
+    resolved: bool = False  # providers are full names known to be available
+
+    def session_providers(self) -> list[tuple[str, dict[str, Any]]]:
+        """``providers=`` for ``ort.InferenceSession``: each with its options."""
+        return [(p, provider_options(p, self)) for p in self.providers]
 
 
-IO_BINDING_MODES = ("auto", "on", "off")
+def resolve_runtime(settings: RuntimeSettings) -> RuntimeSettings:
+    """The one place providers are resolved (fallbacks warned once): every session the
+    engine opens, the model's and the windowed decoder's, uses the result."""
+    return replace(settings, providers=tuple(available_providers(settings)), resolved=True)
+
+
+def session_options(settings: RuntimeSettings) -> Any:
+    """ORT session options for ``settings`` (providers resolved): threads, memory
+    patterns, optimisation level, profiling."""
+    ort = import_onnxruntime()
+    gpu = settings.providers[0] in _GPU_PROVIDERS
+    opts = ort.SessionOptions()
+    # On a GPU the CPU only launches kernels: one thread beats a spinning pool there.
+    opts.intra_op_num_threads = settings.intra_op_threads or (1 if gpu else 0)
+    # Memory patterns are planned per input shape; with variable-length text on a CPU
+    # they only raise the peak (a 200-word request: 593 MB with them, 415 MB without).
+    opts.enable_mem_pattern = gpu
+    opts.inter_op_num_threads = settings.inter_op_threads
+    level = _OPT_LEVELS.get(settings.graph_optimization.lower())
+    if level is None:
+        raise ConfigError(
+            f"engine.runtime.graph_optimization: {settings.graph_optimization!r} is not one of "
+            f"{', '.join(_OPT_LEVELS)}"
+        )
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if settings.profile_dir is not None:
+        Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(settings.profile_dir) / "onnxruntime")
+    return opts
+
+
+IO_BINDING_MODES = choices(IoBinding)
 
 
 def available_providers(settings: RuntimeSettings) -> list[str]:
@@ -238,37 +278,21 @@ class KokoroSession:
                 f"engine.runtime.io_binding: {settings.io_binding!r} is not one of "
                 f"{', '.join(IO_BINDING_MODES)}"
             )
-        providers = available_providers(settings)
+        # Resolved once by the loader (``resolve_runtime``); direct callers get it here.
+        settings = settings if settings.resolved else resolve_runtime(settings)
+        providers = list(settings.providers)
         graph = settings.cuda_graph and providers[0] in _GPU_PROVIDERS
         if settings.cuda_graph and not graph:
             _LOGGER.warning(
                 "engine.runtime.cuda_graph needs CUDA or TensorRT; ignored on %s", providers[0]
             )
         settings = replace(settings, cuda_graph=graph)
-        opts = ort.SessionOptions()
-        # On a GPU the CPU only launches kernels: one thread beats a spinning pool there.
-        auto_threads = 1 if providers[0] in _GPU_PROVIDERS else 0
-        opts.intra_op_num_threads = settings.intra_op_threads or auto_threads
-        # Memory patterns are planned per input shape; with variable-length text on a CPU
-        # they only raise the peak (a 200-word request: 593 MB with them, 415 MB without).
-        opts.enable_mem_pattern = providers[0] in _GPU_PROVIDERS
-        opts.inter_op_num_threads = settings.inter_op_threads
-        level = _OPT_LEVELS.get(settings.graph_optimization.lower())
-        if level is None:
-            raise ConfigError(
-                f"engine.runtime.graph_optimization: {settings.graph_optimization!r} is not one of "
-                f"{', '.join(_OPT_LEVELS)}"
-            )
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        if settings.profile_dir is not None:
-            Path(settings.profile_dir).mkdir(parents=True, exist_ok=True)
-            opts.enable_profiling = True
-            opts.profile_file_prefix = str(Path(settings.profile_dir) / "onnxruntime")
+        opts = session_options(settings)
         try:
             session = ort.InferenceSession(
                 str(model),
                 sess_options=opts,
-                providers=[(p, provider_options(p, settings)) for p in providers],
+                providers=settings.session_providers(),
             )
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types
             raise ConfigError(f"engine.model.path: cannot load {model}: {err}") from err

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-STRATEGIES = ("sentence", "phrase", "adaptive", "chunk")
+from .settings import Strategy, choices
+
+STRATEGIES = choices(Strategy)
 
 _SENTENCE_END = re.compile(r"[.!?…。！？]+[\"'”’»)\]]*\s*$")
 _PHRASE_END = re.compile(r"[,;:—…]+\s+|[.!?]+\s+")

@@ -9,6 +9,7 @@ kokoro-onnx layout, arrays ``[510, 256]`` or ``[510, 1, 256]``) or a folder of
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,61 @@ from .types import VoiceInfo
 STYLE_ROWS = 510
 STYLE_DIM = 256
 
-# `af_bella(2)+af_sky(1)` (Kokoro-FastAPI) or `af_bella:0.7+af_sky:0.3`.
+# One part of a blend: `af_bella(2)` (Kokoro-FastAPI), `af_bella:0.7` or a bare name.
 _PART = re.compile(
     r"^(?P<name>[A-Za-z0-9_\-.]+?)(?:\((?P<w1>[0-9]*\.?[0-9]+)\)|:(?P<w2>[0-9]*\.?[0-9]+))?$"
 )
+_SEPARATOR = re.compile(r"([+-])(?=\s*[A-Za-z])")
+_LEADING_NAME = re.compile(r"^(\s*)([A-Za-z0-9_]+)(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class BlendPart:
+    """One voice of a spec and its weight (None: not written, i.e. 1)."""
+
+    name: str
+    weight: float | None
+    text: str  # the part as written, for error messages
+
+
+def parse_blend(spec: str) -> list[BlendPart]:
+    """``af_bella(2)+af_sky(1)`` or ``af_bella:0.7+af_sky:0.3`` -> its parts, in order.
+
+    The one reading of the blend syntax: the engine resolves with it, the HTTP layer
+    maps OpenAI names through it and Wyoming reads a blend's language from it. Names
+    are not checked here; a part that is not ``name[(w)|:w]`` keeps ``weight=None`` and
+    ``name=""`` so the caller can name it in its error.
+    """
+    parts = []
+    for raw in spec.split("+"):
+        text = raw.strip().replace(" ", "")
+        m = _PART.match(text)
+        if m is None:
+            parts.append(BlendPart("", None, text))
+            continue
+        w = m["w1"] or m["w2"]
+        parts.append(BlendPart(m["name"], float(w) if w else None, text))
+    return parts
+
+
+def rename_voices(spec: str, mapping: Mapping[str, str]) -> str:
+    """Replace each part's name through ``mapping`` (keys lower-case); weights and
+    separators stay as written. Used for OpenAI's voice names inside blends
+    (``alloy(2)+nova(1)``). Parts split at ``+`` or ``-`` only where a name follows,
+    so a written weight such as ``:-0.3`` survives (and is refused later, by name)."""
+    pieces = _SEPARATOR.split(spec.strip())
+    for i in range(0, len(pieces), 2):
+        m = _LEADING_NAME.match(pieces[i])
+        if m:
+            lead, name, rest = m.groups()
+            pieces[i] = lead + mapping.get(name.lower(), name) + rest
+    return "".join(pieces)
+
+
+def first_voice(spec: str) -> str:
+    """The name of a blend's first voice (its language is the blend's)."""
+    parts = parse_blend(spec)
+    return parts[0].name if parts else ""
 
 
 @dataclass(frozen=True)
@@ -87,19 +139,18 @@ class VoiceStore:
             return self._voice(spec, self._styles[spec])
         if spec in self._blends:
             return self._blends[spec]
-        parts = [p.strip() for p in spec.replace(" ", "").split("+")]
-        if len(parts) < 2 and not _PART.match(spec):
+        parts = parse_blend(spec)
+        if len(parts) < 2 and not parts[0].name:
             raise UnknownVoice(self._unknown_message(spec))
         names: list[str] = []
         weights: list[float] = []
         for part in parts:
-            m = _PART.match(part)
-            if not part or m is None:
-                raise UnknownVoice(f"bad voice blend part {part!r} in {spec!r}")
-            name = m["name"]
+            if not part.name:
+                raise UnknownVoice(f"bad voice blend part {part.text!r} in {spec!r}")
+            name = part.name
             if name not in self._styles:
                 raise UnknownVoice(self._unknown_message(name, spec))
-            weight = float(m["w1"] or m["w2"] or 1.0)
+            weight = 1.0 if part.weight is None else part.weight
             if weight <= 0:
                 raise UnknownVoice(f"voice weight for {name!r} must be > 0 in {spec!r}")
             names.append(name)

@@ -7,7 +7,6 @@ clients put vendor options in ``extra_body``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -16,6 +15,7 @@ from typing import Any
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED, SynthesisRequest
+from fastkokoro_wyoming.engine.voices import rename_voices
 from fastkokoro_wyoming.http_api.errors import ApiError, invalid
 
 MODEL_IDS: tuple[str, ...] = (
@@ -42,9 +42,6 @@ def default_format(settings: Any) -> str:
 # OpenAI's built-in voices -> Kokoro voices: config's default table (http.voice_map).
 DEFAULT_VOICE_MAP: Mapping[str, str] = MappingProxyType(dict(OPENAI_VOICE_MAP))
 
-# Split a blend at '+'/'-' only where a voice name follows, so ':-0.3' style weights survive.
-_BLEND_SPLIT = re.compile(r"([+-])(?=\s*[A-Za-z])")
-_BLEND_PART = re.compile(r"^(\s*)([A-Za-z0-9_]+)(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -67,14 +64,8 @@ def merge_voice_map(overrides: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 def map_voice(voice: str, voice_map: Mapping[str, str]) -> str:
-    """Map OpenAI names in each part of a blend; weights and separators stay as written."""
-    pieces = _BLEND_SPLIT.split(voice.strip())
-    for i in range(0, len(pieces), 2):
-        match = _BLEND_PART.match(pieces[i])
-        if match:
-            lead, name, rest = match.groups()
-            pieces[i] = lead + voice_map.get(name.lower(), name) + rest
-    return "".join(pieces)
+    """Map OpenAI names in each part of a blend (the engine's one blend reading)."""
+    return rename_voices(voice, voice_map)
 
 
 def _typed(

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming import FastKokoro
-from fastkokoro_wyoming.assets import MIRROR_MODEL_SHA256, _sha256, resolve
+from fastkokoro_wyoming.assets import (
+    MIRROR_MODEL_SHA256,
+    _sha256,
+    load_engine,
+    resolve,
+)
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig
-from fastkokoro_wyoming.engine import Engine, SynthesisRequest
+from fastkokoro_wyoming.engine import SynthesisRequest
 from fastkokoro_wyoming.engine.errors import ConfigError
 from tests.speech import transcribe, word_accuracy
 from tests.tiny_models import build_bucket_model
@@ -48,7 +53,7 @@ async def test_default_hugging_face_source_from_offline_cache(tmp_path, monkeypa
     found = resolve(cfg)
     assert found.model == snap / FILE and found.voices == snap / "voices.npz"
     # the default export's contract (fixed bucket) loads and speaks through the engine
-    engine = await Engine.load(EngineConfig(model=cfg, warmup=False))
+    engine = await load_engine(EngineConfig(model=cfg, warmup=False))
     try:
         assert engine.session.contract.kind == "bucket" and engine.capacity == 62
         assert len(engine.voices()) == len(list(kokoro_assets[1].glob("a*.bin")))

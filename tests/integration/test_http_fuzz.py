@@ -69,11 +69,11 @@ class ThreadedDaemon:
         return future.result(timeout)
 
     def start(self) -> ThreadedDaemon:
+        from fastkokoro_wyoming.assets import load_engine
         from fastkokoro_wyoming.daemon import start
-        from fastkokoro_wyoming.engine import Engine
 
         self._thread.start()
-        self.engine = self._call(Engine.load(self._engine_cfg))
+        self.engine = self._call(load_engine(self._engine_cfg))
         cfg = Config(
             engine=self.engine.cfg,
             http=HttpConfig(host="127.0.0.1", port=0, api_key=self._api_key),

@@ -24,6 +24,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import Config, EngineConfig, HttpConfig, ModelConfig, WyomingConfig
 from fastkokoro_wyoming.daemon import Daemon, start
 from fastkokoro_wyoming.engine import Engine
@@ -45,7 +46,7 @@ async def load_tiny_engine(tmp: Path, voices: Path) -> Engine:
     """A real Engine on the tiny classic graph with the real voices."""
     model = build_classic_model(tmp / "tiny_classic.onnx")
     cfg = EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)), warmup=False)
-    return await Engine.load(cfg)
+    return await load_engine(cfg)
 
 
 class HookedSession:

@@ -11,6 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig, RuntimeConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
 from fastkokoro_wyoming.engine.modelprep import has_integer_ops
@@ -37,7 +38,7 @@ async def fp32_engine(
         runtime=RuntimeConfig(intra_op_threads=2),
         limits=LimitsConfig(),
     )
-    engine = await Engine.load(cfg)
+    engine = await load_engine(cfg)
     yield engine
     engine.close()
 

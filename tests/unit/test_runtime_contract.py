@@ -253,7 +253,7 @@ async def test_profile_dir_traces_every_request(tmp_path, bucket_session):
 
 
 def test_cuts_inside_a_sentence_keep_a_short_pause_not_the_edge_silence():
-    from fastkokoro_wyoming.engine.engine import JOIN_LEAD, JOIN_TAIL, Segment
+    from fastkokoro_wyoming.engine.plan import JOIN_LEAD, JOIN_TAIL, Segment
 
     audio = np.zeros(24_000, np.float32)
     audio[7_200:14_400] = 0.5  # 0.3 s of silence, 0.3 s of "speech", 0.4 s of silence
@@ -269,7 +269,7 @@ def test_cuts_inside_a_sentence_keep_a_short_pause_not_the_edge_silence():
 async def test_engine_marks_cuts_inside_sentences(bucket_session):
     eng = tiny_engine(bucket_session)  # bucket capacity 14: this sentence needs cuts
     prep = eng.prepare(SynthesisRequest("abc def hij klm nop qrs tuv wxyz abc."))
-    segs = list(eng._plan(prep))
+    segs = list(eng.planner.plan(prep))
     assert [s.joins_next for s in segs] == [True] * (len(segs) - 1) + [False]
     assert [s.joins_prev for s in segs] == [False] + [True] * (len(segs) - 1)
     eng.close()

@@ -1,0 +1,90 @@
+"""Loading the engine: model session, voices, vocabulary, G2P, warm-up.
+
+Kept apart from :class:`Engine` (which only serves requests) because loading is
+the one slow, blocking, I/O-heavy step: it runs once, in a thread, before the
+front ends start listening.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import logging
+import time
+from pathlib import Path
+
+from .errors import ConfigError, UnknownVoice
+from .g2p import G2P
+from .languages import LanguageTable
+from .modelprep import plan_weights, prepare_model
+from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime
+from .scheduler import Scheduler
+from .settings import EngineConfig, ModelFiles
+from .tokens import Vocab
+from .trace import TraceSink
+from .voices import VoiceStore
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
+    """The ``engine.runtime`` section as the runtime module takes it, providers resolved."""
+    rt = cfg.runtime
+    return resolve_runtime(
+        RuntimeSettings(
+            providers=rt.providers,
+            provider_options=rt.provider_options,
+            intra_op_threads=rt.intra_op_threads,
+            inter_op_threads=rt.inter_op_threads,
+            graph_optimization=rt.graph_optimization,
+            cache_dir=Path(cfg.model.cache_dir).expanduser(),
+            profile_dir=Path(rt.profile_dir).expanduser() if rt.profile_dir else None,
+            io_binding=rt.io_binding,
+            cuda_graph=rt.cuda_graph,
+        )
+    )
+
+
+def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycle)
+    """Read everything, check the default voice, warm G2P and the model; blocking."""
+    from .engine import Engine
+
+    t0 = time.perf_counter()
+    languages = LanguageTable()
+    settings = runtime_settings(cfg)
+    gpu = is_gpu(settings.providers[0])
+    cache_dir = Path(cfg.model.cache_dir).expanduser()
+    weights = plan_weights(cfg.model.weights, files.model, gpu=gpu)
+    session = KokoroSession.open(prepare_model(files.model, weights, cache_dir), settings)
+    voices = VoiceStore.load(files.voices, languages)
+    g2p = G2P(languages)
+    engine = Engine(
+        cfg,
+        voices=voices,
+        vocab=Vocab.load(files.vocab),
+        g2p=g2p,
+        session=session,
+        scheduler=Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue),
+        languages=languages,
+        traces=TraceSink(settings.profile_dir) if settings.profile_dir is not None else None,
+    )
+    try:  # a blend is a fine default too
+        voices.resolve(cfg.default_voice)
+    except UnknownVoice as err:
+        raise ConfigError(f"engine.default_voice: {err.message}") from err
+    for code in cfg.languages:
+        g2p.warm(languages.resolve(code).code)
+    if cfg.warmup:
+        if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
+            profile = cProfile.Profile()
+            profile.runcall(engine.warmup)
+            profile.dump_stats(str(settings.profile_dir / "warmup.prof"))
+        else:
+            engine.warmup()
+    engine.ready = True
+    _LOGGER.info(
+        "Engine ready in %.1f s: %d voices, provider %s",
+        time.perf_counter() - t0,
+        len(voices.names),
+        session.provider,
+    )
+    return engine

