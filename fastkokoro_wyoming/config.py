@@ -24,6 +24,7 @@ import yaml
 from .engine.errors import ConfigError
 from .engine.settings import (
     DEFAULT_CACHE,
+    DecoderConfig,
     EngineConfig,
     LimitsConfig,
     ModelConfig,
@@ -35,6 +36,7 @@ from .engine.settings import (
 __all__ = [
     "DEFAULT_CACHE",
     "Config",
+    "DecoderConfig",
     "EngineConfig",
     "HttpConfig",
     "LimitsConfig",
@@ -64,6 +66,8 @@ OPENAI_VOICE_MAP: dict[str, str] = {
 
 @dataclass(frozen=True)
 class HttpConfig:
+    """The ``http`` section: the OpenAI-compatible API, and all it reads of the config."""
+
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = 8880
@@ -76,6 +80,8 @@ class HttpConfig:
 
 @dataclass(frozen=True)
 class WyomingConfig:
+    """The ``wyoming`` section: the Home Assistant listener, and all it reads of the config."""
+
     enabled: bool = True
     host: str = "0.0.0.0"
     port: int = 10210
@@ -90,6 +96,8 @@ class WyomingConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration; each part of the daemon is given only its own section."""
+
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     wyoming: WyomingConfig = field(default_factory=WyomingConfig)
@@ -300,6 +308,13 @@ def validate(cfg: Config) -> None:
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(0 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 0 (auto) to 64")
     _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
+    d = e.decoder
+    _check(2 <= d.first_window <= 400, "engine.decoder.first_window", "must be 2-400 frames")
+    _check(1.0 <= d.window_growth <= 8.0, "engine.decoder.window_growth", "must be 1-8")
+    _check(d.first_window <= d.max_window <= 2000, "engine.decoder.max_window",
+           "must be first_window-2000 frames")
+    _check(1 <= d.context <= 32, "engine.decoder.context", "must be 1-32 frames")
+    _check(1 <= d.window_lookahead <= 16, "engine.decoder.window_lookahead", "must be 1-16")
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
     _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
     _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import replace
 
 import numpy as np
 
-from fastkokoro_wyoming.engine.errors import EmptyText, InvalidSpeed, UnknownVoice
+from fastkokoro_wyoming.config import WyomingConfig
+from fastkokoro_wyoming.engine.errors import EmptyText, InvalidSpeed, TextTooLong, UnknownVoice
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from fastkokoro_wyoming.engine.voices import Voice
 
 
 class FakeEngine:
     """Yields one 0.25 s sine chunk per sentence-ish piece of text ('.' splits)."""
 
     sample_rate = SAMPLE_RATE
+    max_input_chars = 4096  # the real engine's default limit (OpenAI's)
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, default_voice: str = "af_heart") -> None:
         self.delay = delay
+        self.configured_voice = default_voice
         self.requests: list[SynthesisRequest] = []
         self.ready = True
         self._voices = [
@@ -31,14 +35,28 @@ class FakeEngine:
         return list(self._voices)
 
     def default_voice(self, lang: str | None = None) -> str:
+        if lang is None:
+            return self.configured_voice
         for v in self._voices:
             if lang is None or v.lang == lang or v.locale.lower() == str(lang).lower():
                 return v.name
         return "af_heart"
 
+    def voice_for(self, voice: str | None, lang: str | None = None) -> Voice:
+        """The real engine's rule: a named voice, else the language's, else the default."""
+        name = voice or self.default_voice(lang)
+        info = next((v for v in self._voices if v.name == name), None)
+        if info is None:
+            raise UnknownVoice(f"unknown voice {name!r}")
+        return Voice(info.name, info.lang, np.zeros((510, 256), np.float32))
+
     def prepare(self, req: SynthesisRequest) -> SynthesisRequest:
         if not req.text.strip():
             raise EmptyText("text is empty")
+        if len(req.text) > self.max_input_chars:  # engine.limits.max_input_chars
+            raise TextTooLong(
+                f"input is {len(req.text)} characters; the limit is {self.max_input_chars}"
+            )
         if not 0.25 <= req.speed <= 4.0:
             raise InvalidSpeed(f"speed {req.speed} is outside 0.25-4.0")
         names = {v.name for v in self._voices}
@@ -57,17 +75,10 @@ class FakeEngine:
             yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class WyomingSettings:
-    """What the Wyoming front end reads from WyomingConfig, plus a default voice."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    zeroconf: bool = False
-    zeroconf_name: str = "fastkokoro-test"
-    samples_per_chunk: int = 1024
-    default_voice: str | None = None
-    program_name: str = "kokoro"
-    idle_timeout_s: float = 120.0
-    max_event_bytes: int = 1_048_576
-    drain_timeout_s: float = 2.0
+def wyoming_settings(**changes: object) -> WyomingConfig:
+    """The real WyomingConfig with test-friendly values: loopback, any port, no zeroconf."""
+    base = WyomingConfig(
+        host="127.0.0.1", port=0, zeroconf=False, zeroconf_name="fastkokoro-test",
+        drain_timeout_s=2.0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]

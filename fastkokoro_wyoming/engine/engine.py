@@ -31,6 +31,7 @@ from .g2p import G2P
 from .languages import LanguageTable
 from .pcm import default_kernels
 from .plan import Prepared, Segment, SegmentPlanner
+from .renders import Due, Render, WholeRender, estimate_seconds
 from .runtime import KokoroSession
 from .scheduler import Job, Scheduler
 from .sentences import split_sentences
@@ -197,7 +198,7 @@ class Engine:
             lang=prep.lang,
         )
         stream = SpeechStream(
-            prep, self.planner.plan(prep), self._submit, self.cfg, next(self._seq), trace
+            prep, self.planner.plan(prep), self._start_render, self.cfg, next(self._seq), trace
         )
         try:
             # aclosing: closing this generator closes the stream's at once (drops its work)
@@ -207,8 +208,23 @@ class Engine:
         finally:
             self.active_streams -= 1
 
-    def _submit(
-        self, seg: Segment, prep: Prepared, priority: tuple[int, ...], trace: RequestTrace
+    def _start_render(
+        self, seg: Segment, prep: Prepared, due: Due, trace: RequestTrace, admit: bool
+    ) -> Render:
+        """Queue ``seg``'s work: windowed when the model was split and the voice's norm
+        priors are ready, else one whole call."""
+        return WholeRender(
+            self._submit_whole(seg, prep, due(0.0), trace, admit),
+            estimate_seconds(seg, prep.speed),
+        )
+
+    def _submit_whole(
+        self,
+        seg: Segment,
+        prep: Prepared,
+        priority: tuple[float, ...],
+        trace: RequestTrace,
+        admit: bool,
     ) -> Job:
         style = prep.voice.style_for(len(seg.ids))
         options = self.session.run_options()
@@ -224,7 +240,7 @@ class Engine:
         def abort() -> None:  # the client left while its segment runs: stop the call
             options.terminate = True
 
-        return self.scheduler.submit(run, priority, abort)
+        return self.scheduler.submit(run, priority, abort, admit=admit)
 
     def phonemize(self, text: str, lang: str) -> str:
         """The phonemes the model would get for ``text`` (for tests and /dev tools)."""

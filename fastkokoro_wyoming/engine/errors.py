@@ -23,37 +23,51 @@ class EngineError(Exception):
 
 
 class InvalidRequest(EngineError):
+    """A request the engine refuses as written (HTTP 400, Wyoming ``error``)."""
+
     code = "invalid_request"
     status = 400
 
 
 class UnknownVoice(InvalidRequest):
+    """The voice, or a part of the blend, is not installed."""
+
     code = "unknown_voice"
     param = "voice"
 
 
 class UnknownLanguage(InvalidRequest):
+    """The language code or alias is not one Kokoro speaks."""
+
     code = "unknown_language"
     param = "lang"
 
 
 class LanguageMismatch(InvalidRequest):
+    """The voice speaks another language than the one asked for."""
+
     code = "language_mismatch"
     param = "voice"
 
 
 class EmptyText(InvalidRequest):
+    """Nothing to say: empty input, or only symbols the model cannot speak."""
+
     code = "empty_text"
     param = "input"
 
 
 class TextTooLong(InvalidRequest):
+    """Input past ``engine.limits.max_input_chars``."""
+
     code = "text_too_long"
     param = "input"
     status = 400
 
 
 class InvalidSpeed(InvalidRequest):
+    """Speed outside what Kokoro renders well (types.MIN_SPEED..MAX_SPEED)."""
+
     code = "invalid_speed"
     param = "speed"
 
@@ -82,6 +96,8 @@ class SynthesisTimeout(EngineError):
 
 
 class SynthesisFailed(EngineError):
+    """The model call itself failed (a bug or a broken model, not the request)."""
+
     code = "synthesis_failed"
     status = 500
 

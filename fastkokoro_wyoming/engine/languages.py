@@ -13,6 +13,8 @@ from .errors import UnknownLanguage
 
 @dataclass(frozen=True)
 class Language:
+    """One of Kokoro's nine languages: its code, locale and aliases."""
+
     code: str  # Kokoro's pipeline letter
     locale: str  # BCP-47 code shown to users (HA voice list, /v1/audio/voices)
     name: str

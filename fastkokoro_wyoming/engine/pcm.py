@@ -171,7 +171,7 @@ class PcmKernels:
 
     def to_pcm16(self, samples: np.ndarray) -> bytes:
         """float [-1, 1] mono samples -> signed 16-bit little-endian bytes (clipped)."""
-        x = _flat(samples)
+        x = flat(samples)
         if self._compiled and _compiled_fits(x):
             out = np.empty(x.size, dtype="<i2")
             self._convert32(x, out)
@@ -183,7 +183,7 @@ class PcmKernels:
     def trim_bounds(self, samples: np.ndarray, threshold: float, margin: int = 0) -> slice:
         """The part of ``samples`` between its first and last sample louder than
         ``threshold``, widened by ``margin`` samples on each side; empty if all is quieter."""
-        x = _flat(samples)
+        x = flat(samples)
         if x.dtype != np.float32 or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=np.float32)
         start, stop = self._bounds32(x, np.float32(threshold))
@@ -199,13 +199,8 @@ class PcmKernels:
         rate: int = SAMPLE_RATE,
     ) -> np.ndarray:
         """``samples`` without leading/trailing near-silence (a view), keeping ``margin_ms``."""
-        x = _flat(samples)
+        x = flat(samples)
         return x[self.trim_bounds(x, threshold, int(round(margin_ms * rate / 1000)))]
-
-    # --- framing --------------------------------------------------------------------
-
-    def framer(self, samples_per_chunk: int) -> PcmFramer:
-        return PcmFramer(samples_per_chunk, self)
 
     # --- startup --------------------------------------------------------------------
 
@@ -219,58 +214,10 @@ class PcmKernels:
         x = np.array([0.5, -2.0, 0.0, 1e-6, 2e-3], dtype=np.float32)
         self.to_pcm16(x)
         self.trim_bounds(x, 1e-3, 1)
-        framer = self.framer(2)
-        framer.push(x)
-        framer.flush()
+        self.convert_into(x[:2], np.empty(2, dtype="<i2"))  # what framing calls
         took = time.perf_counter() - t0 + self.build_seconds
         _LOGGER.debug("PCM kernels: %s, ready in %.3f s", self.name, took)
         return took
-
-
-class PcmFramer:
-    """Float chunks in, s16le frames of exactly ``samples_per_chunk`` samples out.
-
-    What does not fill a frame is held (as int16) for the next :meth:`push`;
-    :meth:`flush` returns it. One framer per reply; not for concurrent use.
-    """
-
-    def __init__(self, samples_per_chunk: int, kernels: PcmKernels | None = None) -> None:
-        if samples_per_chunk < 1:
-            raise ValueError("samples_per_chunk must be at least 1")
-        self.samples_per_chunk = int(samples_per_chunk)
-        self._kernels = kernels or default_kernels()
-        self._held = np.empty(self.samples_per_chunk, dtype="<i2")
-        self._n_held = 0
-
-    @property
-    def pending(self) -> int:
-        """Samples held back, fewer than one frame."""
-        return self._n_held
-
-    def push(self, samples: np.ndarray) -> list[bytes]:
-        """Convert ``samples`` and return every frame now complete (maybe none)."""
-        x = _flat(samples)
-        size = self.samples_per_chunk
-        held = self._n_held
-        total = held + x.size
-        if total < size:  # still no full frame: convert straight into the holding buffer
-            self._kernels.convert_into(x, self._held[held:total])
-            self._n_held = total
-            return []
-        pcm = np.empty(total, dtype="<i2")
-        pcm[:held] = self._held[:held]
-        self._kernels.convert_into(x, pcm[held:])
-        full = total - total % size
-        rest = total - full
-        self._held[:rest] = pcm[full:]
-        self._n_held = rest
-        return [pcm[i : i + size].tobytes() for i in range(0, full, size)]
-
-    def flush(self) -> bytes:
-        """The held samples (a short last frame, maybe empty); the framer is empty after."""
-        out = self._held[: self._n_held].tobytes()
-        self._n_held = 0
-        return out
 
 
 def _compiled_fits(x: np.ndarray) -> bool:
@@ -278,7 +225,7 @@ def _compiled_fits(x: np.ndarray) -> bool:
     return x.dtype == np.float32 and x.flags.c_contiguous
 
 
-def _flat(samples: np.ndarray) -> np.ndarray:
+def flat(samples: np.ndarray) -> np.ndarray:
     x = np.asarray(samples)
     return x.reshape(-1) if x.ndim != 1 else x
 

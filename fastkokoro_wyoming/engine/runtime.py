@@ -68,6 +68,8 @@ def import_onnxruntime() -> Any:
 
 @dataclass(frozen=True)
 class Contract:
+    """How to call this export, read from its graph (classic or fixed-bucket)."""
+
     kind: str  # "classic" | "bucket"
     ids: str
     style: str
@@ -121,6 +123,8 @@ def read_contract(session: ort.InferenceSession) -> Contract:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
+    """What opening a session needs: ``engine.runtime`` plus the cache and profile folders."""
+
     providers: tuple[str, ...] = ("cpu",)
     provider_options: dict[str, dict[str, Any]] | None = None
     intra_op_threads: int = 0  # 0: onnxruntime picks (physical cores)

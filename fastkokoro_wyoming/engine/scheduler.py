@@ -1,10 +1,11 @@
 """Model calls from every request, ordered so first audio stays fast for everyone.
 
-A fixed pool of worker threads takes jobs from one priority queue. A request's
-first segment outranks every other request's later segments; later segments are
-ordered by their index, so long requests interleave fairly instead of one
-narration starving an announcement. The queue is bounded: a full queue answers
-:class:`Busy` at once. A cancelled job leaves the queue without running.
+A fixed pool of worker threads takes jobs from one priority queue. The engine gives
+each job its deadline (earliest deadline first): the moment the audio its stream has
+already delivered runs out, so a new request's first job is due now and outranks a
+long narration that is ahead of real time, and long requests interleave instead of one
+narration starving an announcement. The queue is bounded for new requests: a full
+queue answers :class:`Busy` at once. A cancelled job leaves the queue without running.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ class Job:
 
 
 class Scheduler:
+    """Worker threads that run model calls in priority order, so each request's
+    first segment goes before anyone's later ones; a bounded queue answers Busy when full,
+    and a cancelled job is dropped (or aborted, if running)."""
+
     def __init__(self, workers: int = 1, max_queue: int = 64) -> None:
         if workers < 1:
             raise ValueError(f"a scheduler needs at least one worker thread, not {workers}")
         self.max_queue = max_queue
-        self._heap: list[tuple[tuple[int, ...], int, Future[Any], Callable[[], Any]]] = []
+        self._heap: list[tuple[tuple[float, ...], int, Future[Any], Callable[[], Any]]] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._closed = False
@@ -67,15 +72,18 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._heap)
 
-    def submit(self, fn: Callable[[], Any], priority: tuple[int, ...],
-               abort: Callable[[], None] | None = None) -> Job:
+    def submit(self, fn: Callable[[], Any], priority: tuple[float, ...],
+               abort: Callable[[], None] | None = None, *, admit: bool = True) -> Job:
         """Queue ``fn`` at ``priority`` (lower first); await ``job.result``. ``abort`` is
-        called if the job is cancelled while it runs."""
+        called if the job is cancelled while it runs.
+
+        ``admit``: this job opens a request, so a full queue refuses it (Busy). The
+        rest of an admitted request is never refused: nothing accepted is lost."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
-            if len(self._heap) >= self.max_queue:
+            if admit and len(self._heap) >= self.max_queue:
                 raise Busy(f"the synthesis queue is full ({self.max_queue} segments waiting)")
             heapq.heappush(self._heap, (priority, next(self._seq), fut, fn))
             self._cond.notify()

@@ -74,6 +74,19 @@ class SegmentationConfig:
 
 
 @dataclass(frozen=True)
+class DecoderConfig:
+    """Windowed decoding (engine/windowed/): how a segment's audio is cut into calls."""
+
+    streaming: bool = True  # false: one whole model call per segment
+    first_window: int = 10  # frames (25 ms each) in a segment's first window
+    window_growth: float = 2.0  # each next window this many times the last ...
+    max_window: int = 80  # ... up to this many frames
+    context: int = 4  # frames decoded on each side of a window and thrown away
+    window_lookahead: int = 3  # windows a stream keeps queued ahead of its reader
+    calibrate_voices: tuple[str, ...] = ()  # norm priors built at startup (+ default voice)
+
+
+@dataclass(frozen=True)
 class LimitsConfig:
     """What one request and the whole engine may take on."""
 
@@ -94,6 +107,7 @@ class EngineConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
 

@@ -1,9 +1,10 @@
 """One request's way through the engine: plan ahead, queue model calls, yield audio.
 
 :class:`SpeechStream` is created per request by :meth:`Engine.synthesize`. It keeps
-up to ``lookahead`` segments planned (G2P in a thread) and queued (model calls in the
-scheduler's threads) ahead of its reader, yields each segment's audio the moment it is
-ready, and on cancellation or error drops everything it queued.
+up to ``lookahead`` segments planned (G2P in a thread) and rendering (engine/renders.py:
+model calls in the scheduler's threads) ahead of its reader, yields audio the moment it
+is ready (a whole segment, or a decoder window), and on cancellation or error drops
+everything it queued.
 """
 
 from __future__ import annotations
@@ -12,76 +13,99 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 
 import numpy as np
 
 from .errors import SynthesisTimeout
 from .plan import Prepared, Segment
-from .scheduler import Job
+from .renders import Due, Render
 from .settings import EngineConfig
 from .trace import RequestTrace
 from .types import SAMPLE_RATE
 
-# Renders a segment: (segment, request, scheduler priority, trace) -> a queued Job.
-Submit = Callable[[Segment, Prepared, tuple[int, ...], RequestTrace], Job]
+# Starts a segment's render: (segment, request, due, trace, admit) -> its render.
+StartRender = Callable[[Segment, Prepared, Due, RequestTrace, bool], Render]
 
 
 class SpeechStream:
-    """The pipeline of one request; iterate :meth:`chunks` once."""
+    """The pipeline of one request; iterate :meth:`chunks` once.
+
+    Deadlines: a listener who starts playing when the request arrives (``t0``) needs
+    the audio at second ``p`` of the stream at ``t0 + p``; every job is queued with that
+    deadline (earliest first), so a stream ahead of real time yields the workers to one
+    that is not, and a new request's first job (due now) never waits behind another's
+    fifth window.
+    """
 
     def __init__(
         self,
         prep: Prepared,
-        plan: Iterator[Segment | np.ndarray],
-        submit: Submit,
+        plan: Generator[Segment | np.ndarray, None, None],
+        start_render: StartRender,
         cfg: EngineConfig,
         seq: int,
         trace: RequestTrace,
     ) -> None:
         self.prep = prep
         self.plan = plan
-        self.submit = submit
+        self.start_render = start_render
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
         self.trace = trace
+        self.t0 = time.monotonic()
         self.lookahead = cfg.segmentation.lookahead
         self.limit = cfg.limits.max_request_seconds
         self.gap = np.zeros(
             int(SAMPLE_RATE * cfg.segmentation.boundary_silence_ms / 1000), dtype=np.float32
         )
-        self.pending: deque[Job | np.ndarray] = deque()
+        self.pending: deque[Render | np.ndarray] = deque()
         self.planning: asyncio.Future[Segment | np.ndarray | None] | None = None
         self.exhausted = False
-        self.index = 0  # segments queued so far
+        self.renders = 0  # segments started so far
+        self.done_seconds = 0.0  # audio of the items already finished
         self.outcome = "cancelled"
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
-        """Float32 chunks, one per segment or pause; closing this drops queued work."""
+        """Float32 chunks as they are ready; closing this drops queued work."""
         deadline = time.monotonic() + self.limit
         try:
             while True:
                 self._plan_ahead()
+                for item in self.pending:
+                    if not isinstance(item, np.ndarray):
+                        item.advance(self._due_for(item))
                 head = self.pending[0] if self.pending else None
                 if head is None and self.planning is None:
                     self.outcome = "done"
                     return
                 if isinstance(head, np.ndarray):  # a pause: silence already, no gap
-                    self.pending.popleft()
+                    self._finish_head(head.size / SAMPLE_RATE)
                     self.trace.chunk()
                     yield head
                     continue
-                waiting = {f for f in (self.planning, head.result if head else None) if f}
-                await asyncio.wait(
-                    waiting,
-                    timeout=max(deadline - time.monotonic(), 0),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                self._take_planned()
-                if head is not None and head.result.done():
-                    self.pending.popleft()
+                if head is not None and head.ready():
+                    chunk = head.take()
+                    if head.finished:
+                        self._finish_head(head.seconds)
+                        chunk = self._with_gap(chunk)
                     self.trace.chunk()
-                    yield self._with_gap(head.result.result())
-                elif time.monotonic() >= deadline:
+                    yield chunk
+                    continue
+                if head is not None and head.finished:  # nothing left to take
+                    self._finish_head(head.seconds)
+                    continue
+                waiting = {self.planning} if self.planning else set()
+                for item in self.pending:
+                    if not isinstance(item, np.ndarray):
+                        waiting |= item.futures()
+                if waiting:
+                    await asyncio.wait(
+                        waiting,
+                        timeout=max(deadline - time.monotonic(), 0),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                self._take_planned()
+                if time.monotonic() >= deadline:
                     raise SynthesisTimeout(
                         f"the request ran past engine.limits.max_request_seconds ({self.limit} s)"
                     )
@@ -93,6 +117,23 @@ class SpeechStream:
             raise
         finally:
             self._drop()
+
+    def _finish_head(self, seconds: float) -> None:
+        self.pending.popleft()
+        self.done_seconds += seconds
+
+    def _due_for(self, render: Render | None) -> _Deadline:
+        return _Deadline(self, render)
+
+    def position_of(self, render: Render | None) -> float:
+        """Seconds of audio in the stream before ``render`` (after everything queued if
+        it is not in the queue yet)."""
+        start = self.done_seconds
+        for item in self.pending:
+            if item is render:
+                break
+            start += item.size / SAMPLE_RATE if isinstance(item, np.ndarray) else item.seconds
+        return start
 
     def _plan_ahead(self) -> None:
         """Plan (G2P in a thread) the next segment while the head renders, up to
@@ -113,10 +154,12 @@ class SpeechStream:
         elif isinstance(item, np.ndarray):
             self.pending.append(item)
         else:
-            # Every request's first segment goes before anyone's later ones.
-            priority = (min(self.index, 1), self.index, self.seq)
-            self.pending.append(self.submit(item, self.prep, priority, self.trace))
-            self.index += 1
+            # Only a request's first job may be refused (Busy): nothing admitted is lost.
+            due = self._due_for(None)
+            render = self.start_render(item, self.prep, due, self.trace, self.renders == 0)
+            due.render = render
+            self.pending.append(render)
+            self.renders += 1
 
     def _with_gap(self, audio: np.ndarray) -> np.ndarray:
         if self.gap.size and (self.pending or not self.exhausted):
@@ -126,7 +169,7 @@ class SpeechStream:
     def _drop(self) -> None:
         self.trace.close(self.outcome)
         for p in self.pending:
-            if isinstance(p, Job):
+            if not isinstance(p, np.ndarray):
                 p.cancel()
         if self.planning is not None:
             self.planning.cancel()
@@ -134,6 +177,19 @@ class SpeechStream:
         # closed from here; it stops after that one step, as nothing asks for more.
         with contextlib.suppress(ValueError):
             self.plan.close()
+
+
+class _Deadline:
+    """``seconds into a render`` -> its scheduler priority ``(t0 + position, seq)``: the
+    moment a listener who started at ``t0`` needs that audio."""
+
+    def __init__(self, stream: SpeechStream, render: Render | None) -> None:
+        self.stream = stream
+        self.render = render
+
+    def __call__(self, seconds: float) -> tuple[float, ...]:
+        s = self.stream
+        return (s.t0 + s.position_of(self.render) + seconds, float(s.seq))
 
 
 def _retrieve(fut: asyncio.Future[object]) -> None:

@@ -20,6 +20,8 @@ MAX_PAUSE_S = 60.0
 
 @dataclass(frozen=True)
 class Pause:
+    """A ``[pause:1.5s]`` in the input: silence of that length."""
+
     seconds: float
 
 

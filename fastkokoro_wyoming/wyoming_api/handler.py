@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,12 +35,13 @@ from wyoming.tts import (
 
 from .. import __version__
 from ..engine.errors import EmptyText, EngineError
-from ..engine.pcm import PcmFramer
 from ..engine.sentences import SentenceSplitter
 from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from ..engine.voices import Voice
+from .framing import PcmFramer
 from .reader import ProtocolError, read_event
 
-if TYPE_CHECKING:  # any object with these attributes works (tests use their own dataclass)
+if TYPE_CHECKING:
     from ..config import WyomingConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class EngineLike(Protocol):
     """The part of the engine this front end uses (tests pass a fake)."""
 
     def voices(self) -> list[VoiceInfo]: ...
-    def default_voice(self, lang: str | None = None) -> str: ...
+    def voice_for(self, voice: str | None, lang: str | None = None) -> Voice: ...
     def prepare(self, req: SynthesisRequest) -> Any: ...
     def synthesize(self, req: Any) -> AsyncIterator[np.ndarray]: ...  # a request or prepare()'s
 
@@ -219,36 +219,28 @@ class WyomingHandler(AsyncEventHandler):
         else:
             _LOGGER.debug("Ignoring %s event", event.type)
 
-    def _resolve_voice(self, voice: SynthesizeVoice | None) -> str:
-        """Name > language's default > configured default > engine default (HA sends neither
-        a language nor, unless the user picked one, a voice). Speakers don't exist in Kokoro."""
-        if voice is not None and voice.name:
-            return voice.name
-        if voice is not None and voice.language:
-            return self._engine.default_voice(voice.language)
-        # WyomingConfig has no default_voice (the engine's config owns it); allow an override.
-        return getattr(self._settings, "default_voice", None) or self._engine.default_voice(None)
-
-    def _voice_lang(self, voice: str | None) -> str | None:
-        """Language of a voice (or of a blend's first voice), for the sentence rules."""
-        if not voice:
-            return None
-        first = re.split(r"[+(:*]", voice, maxsplit=1)[0].strip()
-        return next((v.lang for v in self._engine.voices() if v.name == first), None)
+    def _resolve_voice(self, voice: SynthesizeVoice | None) -> Voice:
+        """The engine's default-voice rule: name > language's default > configured default
+        (HA sends neither a language nor, unless the user picked one, a voice). Speakers
+        don't exist in Kokoro."""
+        return self._engine.voice_for(
+            voice.name if voice is not None and voice.name else None,
+            voice.language if voice is not None and voice.language else None,
+        )
 
     def _start_stream(self, voice: SynthesizeVoice | None) -> None:
         if self._stream is not None:
             _LOGGER.warning("synthesize-start inside a stream; ending the previous stream")
             self._end_stream()
         name: str | None = None
+        lang: str | None = None
         error: EngineError | None = None
         try:
-            name = self._resolve_voice(voice)
+            resolved = self._resolve_voice(voice)
+            name, lang = resolved.name, resolved.lang
         except EngineError as err:
             error = err
-        self._stream = _Stream(
-            voice=name, error=error, splitter=SentenceSplitter(self._voice_lang(name))
-        )
+        self._stream = _Stream(voice=name, error=error, splitter=SentenceSplitter(lang))
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -283,7 +275,7 @@ class WyomingHandler(AsyncEventHandler):
         """Non-streaming request: [audio-start, audio-chunk*], exactly one audio-stop."""
         reply = _Reply()
         try:
-            voice = self._resolve_voice(request.voice)
+            voice = self._resolve_voice(request.voice).name
             _LOGGER.debug("synthesize: voice=%s, %d chars", voice, len(request.text))
             await self._speak(reply, SynthesisRequest(text=request.text, voice=voice))
         except Exception as err:

@@ -7,7 +7,8 @@ import pytest
 
 from fastkokoro_wyoming.audio import float_to_pcm16
 from fastkokoro_wyoming.engine import pcm
-from fastkokoro_wyoming.engine.pcm import PcmFramer, PcmKernels, numba_available
+from fastkokoro_wyoming.engine.pcm import PcmKernels, numba_available
+from fastkokoro_wyoming.wyoming_api.framing import PcmFramer
 
 # NumPy's cast of NaN warns, as float_to_pcm16 always did; the numba kernel is silent.
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
@@ -153,7 +154,7 @@ def test_framer_frames_and_remainders(kernels: PcmKernels, size: int) -> None:
     rng = np.random.default_rng(size)
     pieces = [_random(int(n), seed=i) for i, n in enumerate(rng.integers(0, 3 * size, 25))]
     pieces += [_random(size), _random(0), _random(size - 1 or 1)]
-    framer = kernels.framer(size)
+    framer = PcmFramer(size, kernels)
     frames: list[bytes] = []
     for piece in pieces:
         out = framer.push(piece)
@@ -226,7 +227,7 @@ def test_numba_warmup_compiles_everything_up_front() -> None:
     k.to_pcm16(x)
     k.to_pcm16(np.frombuffer(x.tobytes(), np.float32))
     k.trim(x)
-    framer = k.framer(1024)
+    framer = PcmFramer(1024, k)
     framer.push(x)
     framer.flush()
     assert [list(d.signatures) for d in k.dispatchers] == signatures

@@ -14,16 +14,17 @@ from wyoming.event import async_read_event, async_write_event
 from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
+from fastkokoro_wyoming.config import WyomingConfig
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
-from tests.fakes import FakeEngine, WyomingSettings
+from tests.fakes import FakeEngine, wyoming_settings
 
 TIMEOUT = 5.0
 
 
-def settings(**changes: object) -> WyomingSettings:
+def settings(**changes: object) -> WyomingConfig:
     """Tight limits so each fuzz case ends fast."""
-    return replace(WyomingSettings(zeroconf_name="fuzz", idle_timeout_s=1.0,
-                                   max_event_bytes=65_536, drain_timeout_s=1.0), **changes)
+    return replace(wyoming_settings(zeroconf_name="fuzz", idle_timeout_s=1.0,
+                                    max_event_bytes=65_536, drain_timeout_s=1.0), **changes)
 
 
 @pytest.fixture

@@ -24,8 +24,7 @@ from fastkokoro_wyoming import __version__
 from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
-from tests.fakes import FakeEngine
-from tests.fakes import WyomingSettings as Settings
+from tests.fakes import FakeEngine, wyoming_settings
 
 TIMEOUT = 5.0
 
@@ -49,7 +48,7 @@ class CancelTrackingEngine(FakeEngine):
 
 
 async def _serve(engine: FakeEngine, **settings: object) -> WyomingService:
-    return await start_wyoming_server(engine, Settings(**settings))  # type: ignore[arg-type]
+    return await start_wyoming_server(engine, wyoming_settings(**settings))  # type: ignore[arg-type]
 
 
 def _client(service: WyomingService) -> AsyncTcpClient:
@@ -127,8 +126,9 @@ async def test_synthesize_streams_chunks_with_one_stop() -> None:
 async def test_voice_selection(
     voice: SynthesizeVoice | None, default: str | None, expected: str
 ) -> None:
-    engine = FakeEngine()
-    service = await _serve(engine, default_voice=default)
+    # the default voice is the engine's (engine.default_voice), not the front end's
+    engine = FakeEngine(default_voice=default or "af_heart")
+    service = await _serve(engine)
     try:
         async with _client(service) as client:
             await client.write_event(Synthesize(text="Hi.", voice=voice).event())
@@ -322,7 +322,7 @@ async def test_zeroconf_announcement_is_browsable() -> None:
 
     service = await start_wyoming_server(
         FakeEngine(),
-        Settings(zeroconf=True, zeroconf_name="fastkokoro-unit"),  # type: ignore[arg-type]
+        wyoming_settings(zeroconf=True, zeroconf_name="fastkokoro-unit"),
         zeroconf_interfaces=["127.0.0.1"],
     )
     browser_zc = AsyncZeroconf(interfaces=["127.0.0.1"])
