@@ -7,13 +7,10 @@ server's own drain timeout), withdraw the zeroconf announcement and exit 0.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .assets import load_engine
 from .config import Config
@@ -57,20 +54,13 @@ class Daemon:
                 f"({', '.join(langs)}); provider {self.engine.provider}")
 
 
-def http_settings(cfg: Config) -> Any:
-    """The http section plus the two engine settings the HTTP layer also reads."""
-    return types.SimpleNamespace(**dataclasses.asdict(cfg.http),
-                                 max_input_chars=cfg.engine.limits.max_input_chars,
-                                 default_voice=cfg.engine.default_voice)
-
-
 async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
     owns = engine is None
     engine = engine or await load_engine(cfg.engine)
     http = wyoming = None
     try:
         if cfg.http.enabled:
-            http = await start_http_server(engine, http_settings(cfg), Metrics())
+            http = await start_http_server(engine, cfg.http, Metrics())
         if cfg.wyoming.enabled:
             wyoming = await start_wyoming_server(engine, cfg.wyoming)
     except BaseException:

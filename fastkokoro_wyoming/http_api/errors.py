@@ -29,10 +29,20 @@ _HTTP_CODES: Mapping[int, tuple[str, str]] = {
     413: ("request_too_large", "The request body is too large."),
 }
 _CORS_HEADERS = "Authorization, Content-Type, Accept, OpenAI-Organization, OpenAI-Project"
+# Engine error codes -> the codes OpenAI's API answers for the same refusal, so clients
+# written against OpenAI (and our tests) see the same thing whichever layer refused.
+OPENAI_CODES: Mapping[str, str] = {
+    "text_too_long": "string_above_max_length",
+    "invalid_speed": "invalid_value",
+}
 
 
 class ApiError(Exception):
-    """A request the HTTP layer refuses before it reaches the engine."""
+    """A request the HTTP layer refuses before it reaches the engine.
+
+    Raised from anywhere in a handler; ``error_middleware`` turns it into the OpenAI
+    error body, so handlers never build error responses by hand.
+    """
 
     def __init__(
         self,
@@ -56,11 +66,18 @@ def invalid(message: str, param: str | None, code: str = "invalid_value") -> Api
     return ApiError(400, message, param=param, code=code)
 
 
+def openai_code(code: str) -> str:
+    """The error code OpenAI uses for an engine error code (unchanged if it has none)."""
+    return OPENAI_CODES.get(code, code)
+
+
 def error_type(status: int) -> str:
+    """OpenAI's ``error.type``: the SDK tells client mistakes from server faults by it."""
     return "server_error" if status >= 500 else "invalid_request_error"
 
 
 def error_body(status: int, message: str, param: str | None, code: str | None) -> dict:
+    """``{"error": {...}}`` as the openai SDK and Open WebUI read it."""
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
@@ -72,6 +89,7 @@ def json_error(
     code: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
+    """An OpenAI error body as a JSON response with ``status``."""
     return web.json_response(
         error_body(status, message, param, code), status=status, headers=headers
     )
@@ -83,7 +101,9 @@ def engine_error_response(exc: EngineError) -> web.Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return json_error(exc.status, exc.message, param=exc.param, code=exc.code, headers=headers)
+    return json_error(
+        exc.status, exc.message, param=exc.param, code=openai_code(exc.code), headers=headers
+    )
 
 
 def error_middleware(metrics: Metrics | None) -> Middleware:
@@ -104,7 +124,7 @@ def error_middleware(metrics: Metrics | None) -> Middleware:
                 level = logging.WARNING if hasattr(exc, "retry_after") else logging.ERROR
                 _LOGGER.log(level, "Engine error on %s: %s", request.path, exc.message)
             response = engine_error_response(exc)
-            code = exc.code
+            code = openai_code(exc.code)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -125,7 +145,11 @@ def error_middleware(metrics: Metrics | None) -> Middleware:
 
 
 def auth_middleware(api_key: str | None) -> Middleware:
-    """Require ``Authorization: Bearer <api_key>`` on every route but /health."""
+    """Require ``Authorization: Bearer <api_key>`` on every route but PUBLIC_PATHS.
+
+    Unknown routes need the key too, so a client without it learns nothing about the
+    routes; /health stays open for probes. ``openapi.py`` documents the same rule.
+    """
     expected = api_key.encode() if api_key else b""
 
     @web.middleware

@@ -1,22 +1,22 @@
 """OpenAPI 3.1 description of the HTTP front end, served at ``/openapi.json``.
 
-Kept as plain data so the limits it states (``input`` length, speed range, formats)
-come from the same constants and settings the handlers enforce.
+Kept as plain data so the limits it states (speed range, formats, models) come from
+the same constants and settings the handlers enforce. The ``input`` length limit is the
+engine's setting (``engine.limits.max_input_chars``), not this layer's, so the schema
+describes it rather than pinning a number that a configuration could make false.
+
+Each operation says whether it needs the API key (``security``), following the rule
+``errors.auth_middleware`` enforces: with ``http.api_key`` set every route but the
+public ones (``/health``) needs ``Authorization: Bearer``; without one, none does.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
-from fastkokoro_wyoming.http_api.params import (
-    MAX_SPEED,
-    MIN_SPEED,
-    MODEL_IDS,
-    STREAM_FORMATS,
-    default_format,
-    max_input_chars,
-)
+from fastkokoro_wyoming.config import HttpConfig
+from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
+from fastkokoro_wyoming.http_api.errors import PUBLIC_PATHS
+from fastkokoro_wyoming.http_api.params import MODEL_IDS, STREAM_FORMATS
 
 _REF = "#/components/schemas/"
 
@@ -52,8 +52,8 @@ def _nullable(schema: dict) -> dict:
     return out
 
 
-def _speech_request(max_input_chars: int, default_format: str) -> dict:
-    body = _speech_body(max_input_chars, default_format)
+def _speech_request(default_format: str) -> dict:
+    body = _speech_body(default_format)
     body["properties"] = {
         name: prop if name == "input" else _nullable(prop)
         for name, prop in body["properties"].items()
@@ -61,13 +61,19 @@ def _speech_request(max_input_chars: int, default_format: str) -> dict:
     return body
 
 
-def _speech_body(max_input_chars: int, default_format: str) -> dict:
+def _speech_body(default_format: str) -> dict:
     return {
         "type": "object",
         "required": ["input"],
         "properties": {
             "model": {"type": "string", "enum": list(MODEL_IDS), "default": "kokoro"},
-            "input": {"type": "string", "minLength": 1, "maxLength": max_input_chars},
+            "input": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Text to speak: at most `engine.limits.max_input_chars` "
+                "characters (4096 by default, OpenAI's limit); longer input is refused with "
+                "400 `string_above_max_length`.",
+            },
             "voice": {
                 "description": "Kokoro voice, OpenAI voice name (mapped), or a blend such as "
                 "`af_bella(2)+af_sky(1)` or `af_bella:0.7+af_sky:0.3`.",
@@ -100,9 +106,9 @@ def _speech_body(max_input_chars: int, default_format: str) -> dict:
     }
 
 
-def _schemas(settings: Any) -> dict:
+def _schemas(settings: HttpConfig) -> dict:
     return {
-        "SpeechRequest": _speech_request(max_input_chars(settings), default_format(settings)),
+        "SpeechRequest": _speech_request(settings.default_format),
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -178,7 +184,7 @@ def _sse_description() -> str:
     )
 
 
-def build_openapi(settings: Any) -> dict:
+def build_openapi(settings: HttpConfig) -> dict:
     """The whole document for this server's settings."""
     audio = {
         ctype: {"schema": {"type": "string", "format": "binary"}}
@@ -267,7 +273,6 @@ def build_openapi(settings: Any) -> dict:
                 "get": {
                     "summary": "Readiness (no auth)",
                     "operationId": "health",
-                    "security": [],
                     "responses": {
                         "200": _json("Health", "Ready"),
                         "503": _json("Health", "Loading"),
@@ -303,7 +308,17 @@ def build_openapi(settings: Any) -> dict:
         },
         "components": {"schemas": _schemas(settings)},
     }
-    if getattr(settings, "api_key", None):
+    _add_security(spec, bool(settings.api_key))
+    return spec
+
+
+def _add_security(spec: dict, key_required: bool) -> None:
+    """Mark each operation: bearer where ``auth_middleware`` demands the key, ``[]`` where
+    it does not (every route when no key is configured, the public paths always)."""
+    if key_required:
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         spec["security"] = [{"bearer": []}]
-    return spec
+    for path, operations in spec["paths"].items():
+        protected = key_required and path not in PUBLIC_PATHS
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}] if protected else []

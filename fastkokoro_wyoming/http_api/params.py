@@ -3,10 +3,15 @@
 Pure and synchronous so the rules can be read and tested in one place: every refusal
 is an ApiError naming the field in ``param``. Unknown extra fields are ignored, as
 clients put vendor options in ``extra_body``.
+
+Only the JSON shape is checked here (types, enums, the OpenAI-only fields). What a
+request may ask of the engine (text length, speed range, which voice when none is
+named) is the engine's rule, checked once in ``engine.prepare`` for both front ends.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -14,7 +19,7 @@ from typing import Any
 
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
-from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED, SynthesisRequest
+from fastkokoro_wyoming.engine.types import SynthesisRequest
 from fastkokoro_wyoming.engine.voices import rename_voices
 from fastkokoro_wyoming.http_api.errors import ApiError, invalid
 
@@ -26,27 +31,18 @@ MODEL_IDS: tuple[str, ...] = (
     "gpt-4o-mini-tts-2025-12-15",
 )
 STREAM_FORMATS: tuple[str, ...] = ("audio", "sse")
-# Used when the settings object lacks the attribute (HttpConfig keeps them elsewhere).
-DEFAULT_MAX_INPUT_CHARS = 4096
-DEFAULT_FORMAT = "mp3"
-
-
-def max_input_chars(settings: Any) -> int:
-    return int(getattr(settings, "max_input_chars", None) or DEFAULT_MAX_INPUT_CHARS)
-
-
-def default_format(settings: Any) -> str:
-    return getattr(settings, "default_format", None) or DEFAULT_FORMAT
-
 
 # OpenAI's built-in voices -> Kokoro voices: config's default table (http.voice_map).
 DEFAULT_VOICE_MAP: Mapping[str, str] = MappingProxyType(dict(OPENAI_VOICE_MAP))
 
 
-
 @dataclass(frozen=True)
 class SpeechParams:
-    """A validated speech request: what to synthesize and how to deliver it."""
+    """A parsed speech request: what to ask the engine for and how to deliver it.
+
+    Kept apart from SynthesisRequest because the delivery fields (format, streaming,
+    SSE) are HTTP concerns the engine never sees.
+    """
 
     request: SynthesisRequest
     fmt: str
@@ -88,9 +84,9 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 
 
-def _voice(
-    body: Mapping[str, Any], settings: Any, voice_map: Mapping[str, str], lang: str | None
-) -> str | None:
+def _voice(body: Mapping[str, Any], voice_map: Mapping[str, str]) -> str | None:
+    """The named voice (OpenAI names mapped), or None: the engine then picks the default
+    voice of the requested language, or the configured default."""
     raw = body.get("voice")
     if isinstance(raw, Mapping):
         raw = raw.get("id")
@@ -100,15 +96,23 @@ def _voice(
         raise invalid(
             "'voice' must be a string or an object with an 'id'.", "voice", "invalid_type"
         )
-    if raw is None or not raw.strip():
-        # With a language but no voice, let the engine pick that language's voice:
-        # the configured default may speak another language.
-        raw = None if lang else getattr(settings, "default_voice", None)
-    return map_voice(raw, voice_map) if raw else None
+    return map_voice(raw, voice_map) if raw and raw.strip() else None
 
 
-def parse_speech_body(body: Any, settings: Any, voice_map: Mapping[str, str]) -> SpeechParams:
-    """Validate the JSON body; raise ApiError (400, param = the field) on the first problem."""
+def _speed(body: Mapping[str, Any]) -> float:
+    speed = _typed(body, "speed", (int, float), "a number")
+    if speed is None:
+        return 1.0
+    try:
+        return float(speed)
+    except OverflowError:  # a JSON integer past float range: the engine refuses infinity
+        return math.inf if speed > 0 else -math.inf
+
+
+def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, str]) -> SpeechParams:
+    """Validate the JSON shape and build the request; raises ApiError (param = the field)
+    on the first problem. ``default_format`` is ``http.default_format``; ``voice_map``
+    comes from :func:`merge_voice_map`."""
     if not isinstance(body, Mapping):
         raise invalid("The request body must be a JSON object.", None, "invalid_type")
 
@@ -126,28 +130,15 @@ def parse_speech_body(body: Any, settings: Any, voice_map: Mapping[str, str]) ->
         raise invalid("'input' is required.", "input", "missing_required_parameter")
     if not isinstance(text, str):
         raise invalid("'input' must be a string.", "input", "invalid_type")
-    if not text.strip():
-        raise invalid("'input' is empty.", "input", "empty_text")
-    limit = max_input_chars(settings)
-    if len(text) > limit:
-        raise invalid(
-            f"'input' is {len(text)} characters; the maximum is {limit}.",
-            "input",
-            "string_above_max_length",
-        )
 
-    fmt = _typed(body, "response_format", str, "a string") or default_format(settings)
+    fmt = _typed(body, "response_format", str, "a string") or default_format
     if fmt not in FORMATS:
         raise invalid(f"'response_format' must be one of: {', '.join(FORMATS)}.", "response_format")
     stream_format = _typed(body, "stream_format", str, "a string") or "audio"
     if stream_format not in STREAM_FORMATS:
         raise invalid("'stream_format' must be 'audio' or 'sse'.", "stream_format")
 
-    speed = _typed(body, "speed", (int, float), "a number")
-    speed = 1.0 if speed is None else float(speed)
-    if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise invalid(f"'speed' must be between {MIN_SPEED} and {MAX_SPEED}.", "speed")
-
+    speed = _speed(body)
     stream = _typed(body, "stream", bool, "true or false")
     instructions = _typed(body, "instructions", str, "a string")
     lang = _typed(body, "lang_code", str, "a string") or _typed(body, "lang", str, "a string")
@@ -158,7 +149,7 @@ def parse_speech_body(body: Any, settings: Any, voice_map: Mapping[str, str]) ->
 
     request = SynthesisRequest(
         text=text,
-        voice=_voice(body, settings, voice_map, lang),
+        voice=_voice(body, voice_map),
         lang=lang or None,
         speed=speed,
         normalize=True if normalize is None else normalize,

@@ -6,17 +6,17 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fastkokoro_wyoming.audio import FORMATS
+from fastkokoro_wyoming.config import OPENAI_VOICE_MAP, HttpConfig
 from fastkokoro_wyoming.engine.errors import Busy, SynthesisFailed
 from fastkokoro_wyoming.engine.types import SynthesisRequest
 from fastkokoro_wyoming.http_api.app import HttpService, start_http_server
@@ -29,17 +29,16 @@ TIMEOUT = 10
 GOOD = {"model": "tts-1", "input": "Hello there. How are you.", "voice": "af_heart"}
 
 
-@dataclass(frozen=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 0
-    api_key: str | None = None
-    cors_origins: tuple[str, ...] = ()
-    voice_map: Mapping[str, str] = field(default_factory=lambda: {"alloy": "bf_emma"})
-    max_input_chars: int = 4096
-    max_body_bytes: int = 64 * 1024
-    default_voice: str = "af_heart"
-    default_format: str = "mp3"
+def http_config(**overrides) -> HttpConfig:
+    """The real HttpConfig, on loopback and any free port, with a small body limit."""
+    base = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "cors_origins": (),
+        "voice_map": {"alloy": "bf_emma"},
+        "max_body_bytes": 64 * 1024,
+    }
+    return HttpConfig(**{**base, **overrides})
 
 
 class TrackingEngine(FakeEngine):
@@ -79,7 +78,7 @@ async def aiter_enumerate(items: AsyncIterator) -> AsyncIterator[tuple[int, obje
 @asynccontextmanager
 async def serve(engine=None, **overrides) -> AsyncIterator[tuple[HttpService, str, FakeEngine]]:
     engine = engine or FakeEngine()
-    service = await start_http_server(engine, Settings(**overrides), Metrics())
+    service = await start_http_server(engine, http_config(**overrides), Metrics())
     try:
         yield service, f"http://127.0.0.1:{service.port}", engine
     finally:
@@ -166,7 +165,7 @@ async def test_client_disconnect_stops_synthesis() -> None:
     gate = asyncio.Event()
     engine = TrackingEngine(gate=gate, delay=0.02)
     metrics = Metrics()
-    service = await start_http_server(engine, Settings(), metrics)
+    service = await start_http_server(engine, http_config(), metrics)
     try:
         async with aiohttp.ClientSession() as session:
             body = {**GOOD, "input": "x. " * 200, "response_format": "pcm"}
@@ -430,7 +429,7 @@ async def test_models_and_voices(server) -> None:
 
 async def test_request_fields_reach_engine(server, caplog) -> None:
     base, engine, session = server
-    caplog.set_level(logging.INFO, logger="fastkokoro_wyoming.http_api.app")
+    caplog.set_level(logging.INFO, logger="fastkokoro_wyoming.http_api.speech")
     bodies = [
         {**GOOD, "voice": "alloy", "instructions": "whisper"},
         {
@@ -465,6 +464,15 @@ def test_map_voice_blends() -> None:
     assert map_voice("af_heart", vmap) == "af_heart"
 
 
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus exposition: (name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 async def test_metrics_text() -> None:
     engine = FakeEngine()
     engine.provider = "CPUExecutionProvider"
@@ -473,15 +481,32 @@ async def test_metrics_text() -> None:
         await post(session, base, {**GOOD, "speed": 9})
         async with session.get(f"{base}/metrics") as r:
             assert r.headers["Content-Type"].startswith("text/plain")
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
             text = await r.text()
-    assert 'fastkokoro_requests_total{format="wav"} 1' in text
-    assert 'fastkokoro_errors_total{code="invalid_value"} 1' in text
-    assert "fastkokoro_time_to_first_audio_seconds_count 1" in text
-    assert 'fastkokoro_real_time_factor_bucket{le="+Inf"} 1' in text
-    assert "fastkokoro_active_streams 0" in text
-    assert 'fastkokoro_info{provider="CPUExecutionProvider"} 1' in text
-    for line in text.splitlines():
-        assert line.startswith("#") or len(line.rsplit(" ", 1)) == 2
+    got = samples(text)
+    assert got[("fastkokoro_requests_total", (("format", "wav"),))] == 1
+    assert got[("fastkokoro_errors_total", (("code", "invalid_value"),))] == 1
+    assert got[("fastkokoro_time_to_first_audio_seconds_count", ())] == 1
+    assert got[("fastkokoro_real_time_factor_bucket", (("le", "+Inf"),))] == 1
+    assert got[("fastkokoro_active_streams", ())] == 0
+    assert got[("fastkokoro_info", (("provider", "CPUExecutionProvider"),))] == 1
+    assert "# TYPE fastkokoro_requests_total counter" in text
+    assert "# TYPE fastkokoro_time_to_first_audio_seconds histogram" in text
+    buckets = [labels[0][1] for name, labels in got if name.endswith("first_audio_seconds_bucket")]
+    assert buckets[:3] == ["0.05", "0.1", "0.25"] and buckets[-1] == "+Inf"
+
+
+def test_metrics_registries_are_per_instance() -> None:
+    """Two apps in one process (as in these tests) never share or clash on metrics."""
+    first, second = Metrics(), Metrics()
+    first.observe_request("mp3")
+    first.error("busy")
+    assert samples(first.render())[("fastkokoro_requests_total", (("format", "mp3"),))] == 1
+    other = samples(second.render())
+    assert ("fastkokoro_requests_total", (("format", "mp3"),)) not in other
+    assert ("fastkokoro_errors_total", (("code", "busy"),)) not in other
+    first.stream_finished()  # never negative
+    assert samples(first.render())[("fastkokoro_active_streams", ())] == 0
 
 
 async def test_openapi_document(server) -> None:
@@ -500,23 +525,80 @@ async def test_openapi_document(server) -> None:
         "/openapi.json",
     } <= set(spec["paths"])
     speech = spec["components"]["schemas"]["SpeechRequest"]["properties"]
-    assert speech["input"]["maxLength"] == 4096
+    assert "4096" in speech["input"]["description"]  # the engine's default limit
     assert speech["response_format"]["enum"] == [*FORMATS, None]  # null: the default
     assert (speech["speed"]["minimum"], speech["speed"]["maximum"]) == (0.25, 4.0)
     assert "Error" in spec["components"]["schemas"]
+    # No key configured: every operation is open, and no scheme is advertised.
+    operations = [op for ops in spec["paths"].values() for op in ops.values()]
+    assert all(op["security"] == [] for op in operations)
+    assert "securitySchemes" not in spec["components"]
 
 
-async def test_minimal_settings_object() -> None:
-    """Only host/port are required; the rest falls back to OpenAI's defaults."""
+async def test_openapi_says_which_routes_need_the_key() -> None:
+    """The spec's security follows auth_middleware: everything but /health needs the key."""
+    async with serve(api_key="k") as (_, base, _), aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/openapi.json", headers={"Authorization": "Bearer k"}) as r:
+            spec = await r.json()
+        assert spec["components"]["securitySchemes"]["bearer"] == {
+            "type": "http",
+            "scheme": "bearer",
+        }
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                url = f"{base}{path.replace('{model_id}', 'kokoro')}"
+                body = GOOD if method == "post" else None
+                async with session.request(method, url, json=body) as r:
+                    needs_key = r.status == 401
+                assert op["security"] == ([{"bearer": []}] if needs_key else []), (path, r.status)
+                assert needs_key == (path != "/health")
+
+
+class PreparingEngine(FakeEngine):
+    """prepare() returns a job object; synthesize() accepts only that object."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prepared: list[object] = []
+        self.synthesized: list[object] = []
+
+    def prepare(self, req):
+        job = ("prepared", super().prepare(req))
+        self.prepared.append(job)
+        return job
+
+    async def synthesize(self, prepared):
+        assert isinstance(prepared, tuple) and prepared[0] == "prepared", prepared
+        self.synthesized.append(prepared)
+        async for chunk in super().synthesize(prepared[1]):
+            yield chunk
+
+
+async def test_speech_synthesizes_what_prepare_returned() -> None:
+    """One validation path: the handler hands the engine's prepared job to synthesize."""
+    engine = PreparingEngine()
+    async with serve(engine) as (_, base, _), aiohttp.ClientSession() as session:
+        status, _, raw = await post(session, base, GOOD)
+    assert status == 200 and raw
+    assert engine.synthesized == [engine.prepared[0]]  # the very job prepare() returned
+    assert engine.requests[-1].text == GOOD["input"]
+
+
+async def test_http_config_defaults_work() -> None:
+    """HttpConfig() as shipped (only host/port changed) serves OpenAI's defaults."""
     engine = FakeEngine()
-    service = await start_http_server(engine, SimpleNamespace(host="127.0.0.1", port=0))
+    service = await start_http_server(engine, HttpConfig(host="127.0.0.1", port=0))
     try:
         async with aiohttp.ClientSession() as session:
             base = f"http://127.0.0.1:{service.port}"
-            status, headers, _ = await post(session, base, {"input": "Hi."})
+            status, headers, _ = await post(session, base, {"input": "Hi.", "voice": "coral"})
             assert status == 200 and headers["Content-Type"] == "audio/mpeg"
+            status, _, raw = await post(session, base, {"input": "Hi."})
+            assert status == 200 and raw
             status, _, raw = await post(session, base, {"input": "a" * 4097})
-            assert_error(status, raw, 400, "input", "string_above_max_length")
+            err = assert_error(status, raw, 400, "input", "string_above_max_length")
+            assert "4097" in err["message"] and "4096" in err["message"]
     finally:
         await service.stop()
-    assert engine.requests[-1].voice is None
+    assert engine.requests[-2].voice == OPENAI_VOICE_MAP["coral"]
+    assert engine.requests[-1].voice is None  # the engine picks its default voice

@@ -1,0 +1,190 @@
+"""``POST /v1/audio/speech``: validate, make the first chunk, then stream the audio.
+
+Every check runs, and the first audio chunk is made, before any header is sent, so
+a refused request is always a proper JSON error. Audio then streams through one
+StreamEncoder per response, encoded in worker threads to keep the loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from fastkokoro_wyoming.audio import StreamEncoder
+from fastkokoro_wyoming.engine.errors import EngineError
+from fastkokoro_wyoming.http_api.errors import ApiError, error_body, openai_code
+from fastkokoro_wyoming.http_api.metrics import Metrics
+from fastkokoro_wyoming.http_api.params import SpeechParams, parse_speech_body
+from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def speech(request: web.Request) -> web.StreamResponse:
+    """Synthesize speech; streamed unless ``stream=false``, SSE if ``stream_format=sse``.
+
+    The engine validates once (``prepare``) and synthesizes what it prepared, and the
+    first chunk is awaited before the headers go out: any refusal up to that point is
+    still a JSON error with a 4xx/5xx status, which is what the openai SDK can read.
+    """
+    engine = request.app[ENGINE_KEY]
+    state = request.app[STATE_KEY]
+    received = time.perf_counter()
+    if not engine.ready:
+        raise ApiError(
+            503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
+        )
+    params = parse_speech_body(
+        await _read_json(request), state.settings.default_format, state.voice_map
+    )
+    if params.instructions and not state.instructions_logged:
+        state.instructions_logged = True
+        _LOGGER.info("Ignoring 'instructions': Kokoro has no prompt-controlled style")
+    prepared = engine.prepare(params.request)
+    state.metrics.observe_request(params.fmt)
+
+    chunks = engine.synthesize(prepared)
+    async with contextlib.aclosing(chunks):  # closing the generator stops synthesis on disconnect
+        first = await anext(chunks, None)  # an EngineError here is still a JSON error
+        encoder = await asyncio.to_thread(StreamEncoder, params.fmt)
+        encoded = _encode(first, chunks, encoder)
+        if not params.stream and params.stream_format == "audio":
+            async with contextlib.aclosing(encoded):
+                body = b"".join([part async for part in encoded])
+            state.metrics.observe_ttfa(time.perf_counter() - received)
+            _observe_rtf(state.metrics, received, encoder)
+            return web.Response(body=body, headers=_audio_headers(params, encoder))
+        state.metrics.stream_started()
+        try:
+            return await _stream(request, params, encoded, encoder, received)
+        finally:
+            state.metrics.stream_finished()
+
+
+async def _encode(
+    first: np.ndarray | None, chunks: AsyncIterator[np.ndarray], encoder: StreamEncoder
+) -> AsyncIterator[bytes]:
+    chunk = first
+    while chunk is not None:
+        data = await asyncio.to_thread(encoder.encode, chunk)
+        if data:
+            yield data
+        chunk = await anext(chunks, None)
+    tail = await asyncio.to_thread(encoder.flush)
+    if tail:
+        yield tail
+
+
+def _audio_headers(params: SpeechParams, encoder: StreamEncoder) -> dict[str, str]:
+    return {
+        "Content-Type": encoder.content_type,
+        "Content-Disposition": f"attachment; filename=speech.{params.fmt}",
+        "X-Accel-Buffering": "no",
+        "Cache-Control": "no-cache",
+    }
+
+
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+async def _stream(
+    request: web.Request,
+    params: SpeechParams,
+    encoded: AsyncIterator[bytes],
+    encoder: StreamEncoder,
+    received: float,
+) -> web.StreamResponse:
+    """Send encoded audio as it comes: raw chunked bytes, or SSE delta events."""
+    metrics = request.app[STATE_KEY].metrics
+    sse = params.stream_format == "sse"
+    response = web.StreamResponse(headers=_SSE_HEADERS if sse else _audio_headers(params, encoder))
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    sent_first = False
+    try:
+        async with contextlib.aclosing(encoded):
+            async for data in encoded:
+                await response.write(_sse(_delta(data)) if sse else data)
+                if not sent_first:
+                    sent_first = True
+                    metrics.observe_ttfa(time.perf_counter() - received)
+        if sse:
+            await response.write(_sse(_done(params, encoder)))
+        await response.write_eof()
+    except ConnectionResetError:
+        _LOGGER.info("Client went away mid-stream; synthesis stopped")
+        return response
+    except Exception as err:  # after the headers: end the stream honestly, never hang
+        if isinstance(err, EngineError):
+            _LOGGER.error("Synthesis failed mid-stream: %s", err.message)
+            error = error_body(err.status, err.message, err.param, openai_code(err.code))
+        else:
+            _LOGGER.exception("Synthesis failed mid-stream")
+            error = error_body(500, "Internal server error.", None, "internal_error")
+        metrics.error(error["error"]["code"])
+        if not sse:
+            # Headers are gone: the only honest signal left is a truncated chunked body.
+            _abort(request)
+            return response
+        failure = {"type": "error", **error}
+        with contextlib.suppress(ConnectionResetError):
+            await response.write(_sse(failure))
+            await response.write_eof()
+        return response
+    _observe_rtf(metrics, received, encoder)
+    return response
+
+
+def _delta(data: bytes) -> dict:
+    return {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+
+
+def _done(params: SpeechParams, encoder: StreamEncoder) -> dict:
+    """Final SSE event. Usage is an estimate: ~4 characters a token, 20 ms an audio token."""
+    input_tokens = math.ceil(len(params.request.text) / 4)
+    output_tokens = math.ceil(encoder.duration * 50)
+    usage = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+    return {"type": "speech.audio.done", "usage": usage}
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+def _observe_rtf(metrics: Metrics, started: float, encoder: StreamEncoder) -> None:
+    if encoder.duration > 0:
+        metrics.observe_rtf((time.perf_counter() - started) / encoder.duration)
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()  # raises 413 past client_max_size
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(
+            400, f"The request body is not valid JSON: {exc}", code="invalid_json"
+        ) from None
