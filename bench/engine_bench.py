@@ -49,12 +49,16 @@ async def main() -> None:
     parser.add_argument("--strategy", default="sentence")
     args = parser.parse_args()
     model, voices = assets()
-    cfg = EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)),
-                       segmentation=SegmentationConfig(strategy=args.strategy))
+    cfg = EngineConfig(
+        model=ModelConfig(path=str(model), voices=str(voices)),
+        segmentation=SegmentationConfig(strategy=args.strategy),
+    )
     engine = await load_engine(cfg)
     print(f"strategy={args.strategy} provider={engine.provider} rounds={args.rounds}")
-    print("| text | words | audio s | engine first chunk s | floor first s | ratio "
-          "| engine total s | floor total s | ratio | engine RTF (audio/wall) |")
+    print(
+        "| text | words | audio s | engine first chunk s | floor first s | ratio "
+        "| engine total s | floor total s | ratio | engine RTF (audio/wall) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, text in TEXTS.items():
         eng, flo = [], []
@@ -64,9 +68,11 @@ async def main() -> None:
         e_first, e_total = median([e[0] for e in eng]), median([e[1] for e in eng])
         f_first, f_total = median([f[0] for f in flo]), median([f[1] for f in flo])
         audio = eng[0][2]
-        print(f"| {name} | {len(text.split())} | {audio:.1f} | {e_first:.2f} | {f_first:.2f} "
-              f"| {e_first / f_first:.2f} | {e_total:.2f} | {f_total:.2f} "
-              f"| {e_total / f_total:.2f} | {audio / e_total:.2f}x |")
+        print(
+            f"| {name} | {len(text.split())} | {audio:.1f} | {e_first:.2f} | {f_first:.2f} "
+            f"| {e_first / f_first:.2f} | {e_total:.2f} | {f_total:.2f} "
+            f"| {e_total / f_total:.2f} | {audio / e_total:.2f}x |"
+        )
     engine.close()
 
 

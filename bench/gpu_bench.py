@@ -67,9 +67,14 @@ def bare_session(path: Path, provider: str):
 
 def bare_call(sess, c, ids: list[int], style: np.ndarray) -> None:
     """One plain ``run`` of the classic contract (what fastkokoro and kokoro-onnx do)."""
-    sess.run(None, {c.ids: np.asarray([[0, *ids, 0]], np.int64),
-                    c.style: style.reshape(1, -1).astype(np.float32),
-                    c.speed: np.ones(1, c.speed_dtype)})
+    sess.run(
+        None,
+        {
+            c.ids: np.asarray([[0, *ids, 0]], np.int64),
+            c.style: style.reshape(1, -1).astype(np.float32),
+            c.speed: np.ones(1, c.speed_dtype),
+        },
+    )
 
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
@@ -103,13 +108,14 @@ VARIANTS = {  # name -> runtime overrides of the defaults
 
 async def engine_section(args, out: Path) -> None:
     base = EngineConfig(
-        model=ModelConfig(path=str(args.model), voices=str(args.voices),
-                          cache_dir=str(args.cache)),
+        model=ModelConfig(path=str(args.model), voices=str(args.voices), cache_dir=str(args.cache)),
         runtime=RuntimeConfig(providers=(args.provider,)),
     )
     print("\n## Engine vs raw floor (ms, medians)\n")
-    print("| variant | text | first-segment ids | floor first ms | engine first chunk ms "
-          "| ratio | engine total ms | audio s | RTF (audio/wall) |")
+    print(
+        "| variant | text | first-segment ids | floor first ms | engine first chunk ms "
+        "| ratio | engine total ms | audio s | RTF (audio/wall) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     notes = []
     for variant in args.variants.split(","):
@@ -131,9 +137,11 @@ async def engine_section(args, out: Path) -> None:
             runs = [await engine_run(engine, text) for _ in range(args.rounds)]
             e_first, e_total = median([r[0] for r in runs]), median([r[1] for r in runs])
             audio = runs[0][2]
-            print(f"| {variant} | {name} | {len(first.ids)} | {1000 * floor:.1f} "
-                  f"| {1000 * e_first:.1f} | {e_first / floor:.2f} | {1000 * e_total:.1f} "
-                  f"| {audio:.1f} | {audio / e_total:.0f}x |")
+            print(
+                f"| {variant} | {name} | {len(first.ids)} | {1000 * floor:.1f} "
+                f"| {1000 * e_first:.1f} | {e_first / floor:.2f} | {1000 * e_total:.1f} "
+                f"| {audio:.1f} | {audio / e_total:.0f}x |"
+            )
             if variant == "default":
                 chunks = [c async for c in engine.synthesize(SynthesisRequest(text))]
                 write_wav(out / f"gpu_{name}.wav", np.concatenate(chunks))
@@ -164,25 +172,38 @@ async def http_section(args) -> None:
     from load_bench import run_case, start_ours, wait_ready
 
     print("\n## HTTP on the GPU: streaming pcm clients\n")
-    print("| daemon flags | text | clients | first audio p50 ms | p90 ms | stall max ms "
-          "| audio-s per wall-s | /health p50 / max ms |")
+    print(
+        "| daemon flags | text | clients | first audio p50 ms | p90 ms | stall max ms "
+        "| audio-s per wall-s | /health p50 / max ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for extra in args.http_args.split(";"):
         log = Path(tempfile.mkdtemp()) / "daemon.log"
-        server = start_ours(args.model, args.voices, 18991, log,
-                            ("--providers", args.provider, "--engine-model-cache-dir",
-                             str(args.cache), *extra.split()))
+        server = start_ours(
+            args.model,
+            args.voices,
+            18991,
+            log,
+            (
+                "--providers",
+                args.provider,
+                "--engine-model-cache-dir",
+                str(args.cache),
+                *extra.split(),
+            ),
+        )
         try:
             await wait_ready(18991, server.proc)
             for name in ("short", "medium", "long"):
                 for n in (1, 4, 8):
                     r = await run_case(server, TEXTS[name], n)
-                    print(f"| {extra or 'defaults'} | {name} | {n} | {1000 * r['ttfa_p50']:.0f} "
-                          f"| {1000 * r['ttfa_p90']:.0f} | {1000 * r['stall_max']:.0f} "
-                          f"| {r['throughput']:.1f} "
-                          f"| {r['health_p50_ms']:.1f} / {r['health_max_ms']:.1f} |")
-            print(f"| {extra or 'defaults'} | peak RSS {server.peak_rss_mb():.0f} MB "
-                  "| | | | | | |")
+                    print(
+                        f"| {extra or 'defaults'} | {name} | {n} | {1000 * r['ttfa_p50']:.0f} "
+                        f"| {1000 * r['ttfa_p90']:.0f} | {1000 * r['stall_max']:.0f} "
+                        f"| {r['throughput']:.1f} "
+                        f"| {r['health_p50_ms']:.1f} / {r['health_max_ms']:.1f} |"
+                    )
+            print(f"| {extra or 'defaults'} | peak RSS {server.peak_rss_mb():.0f} MB | | | | | | |")
         finally:
             server.stop()
             if server.proc.returncode:
@@ -207,15 +228,18 @@ def cuda_graph_section(args) -> None:
             "cpu": KokoroSession.open(path, RuntimeSettings(providers=("cpu",))),
         }
         style = rng.standard_normal(256).astype(np.float32)
-        cases = [list(rng.integers(1, 170, size=int(rng.integers(1, bucket - 2))))
-                 for _ in range(30)]
+        cases = [
+            list(rng.integers(1, 170, size=int(rng.integers(1, bucket - 2)))) for _ in range(30)
+        ]
         same = True
         for ids in cases:
             outs = [s.run(ids, style, 1.0) for s in sessions.values()]
             same &= all(o.shape == outs[2].shape and np.allclose(o, outs[2]) for o in outs)
         times = {k: timed(s.run, cases[0], style, 1.0, n=200) for k, s in sessions.items()}
-        print(f"| {bucket} | {1e6 * times['plain']:.0f} | {1e6 * times['graph']:.0f} "
-              f"| {1e6 * times['cpu']:.0f} | {same} |")
+        print(
+            f"| {bucket} | {1e6 * times['plain']:.0f} | {1e6 * times['graph']:.0f} "
+            f"| {1e6 * times['cpu']:.0f} | {same} |"
+        )
 
 
 async def main() -> None:
@@ -228,8 +252,11 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sections", default="graph,engine,http")
     parser.add_argument("--variants", default="default,heuristic,exhaustive-16threads")
-    parser.add_argument("--http-args", default="",
-                        help="daemon flag sets to compare: space-separated flags, ';' between sets")
+    parser.add_argument(
+        "--http-args",
+        default="",
+        help="daemon flag sets to compare: space-separated flags, ';' between sets",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     ort = import_onnxruntime()
@@ -237,9 +264,11 @@ async def main() -> None:
         ort.preload_dlls()
     print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
     sections = args.sections.split(",")
-    for name, run in (("graph", lambda: asyncio.to_thread(cuda_graph_section, args)),
-                      ("engine", lambda: engine_section(args, args.out)),
-                      ("http", lambda: http_section(args))):
+    for name, run in (
+        ("graph", lambda: asyncio.to_thread(cuda_graph_section, args)),
+        ("engine", lambda: engine_section(args, args.out)),
+        ("http", lambda: http_section(args)),
+    ):
         if name in sections:
             try:  # one section's failure still leaves the others' figures
                 await run()

@@ -93,10 +93,21 @@ def stall_time(arrivals: list[tuple[float, int]], start: float) -> float:
     return stall
 
 
-async def one_client(session: aiohttp.ClientSession, server: Server, text: str,
-                     fmt: str = "pcm", hang_up: bool = False) -> ClientResult:
-    body = {"model": "tts-1", "input": text, "voice": "af_heart", "response_format": fmt,
-            "stream": True, **server.body_extra}
+async def one_client(
+    session: aiohttp.ClientSession,
+    server: Server,
+    text: str,
+    fmt: str = "pcm",
+    hang_up: bool = False,
+) -> ClientResult:
+    body = {
+        "model": "tts-1",
+        "input": text,
+        "voice": "af_heart",
+        "response_format": fmt,
+        "stream": True,
+        **server.body_extra,
+    }
     t0 = time.perf_counter()
     arrivals: list[tuple[float, int]] = []
     async with session.post(f"http://127.0.0.1:{server.port}/v1/audio/speech", json=body) as r:
@@ -109,9 +120,12 @@ async def one_client(session: aiohttp.ClientSession, server: Server, text: str,
                 break
     total_bytes = sum(n for _, n in arrivals)
     pcm = fmt == "pcm"
-    return ClientResult(arrivals[0][0] - t0, time.perf_counter() - t0,
-                        total_bytes / BYTES_PER_S if pcm else float("nan"),
-                        stall_time(arrivals, t0) if pcm else float("nan"))
+    return ClientResult(
+        arrivals[0][0] - t0,
+        time.perf_counter() - t0,
+        total_bytes / BYTES_PER_S if pcm else float("nan"),
+        stall_time(arrivals, t0) if pcm else float("nan"),
+    )
 
 
 async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) -> None:
@@ -119,8 +133,10 @@ async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) ->
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
-                async with s.get(f"http://127.0.0.1:{server.port}/health",
-                                 timeout=aiohttp.ClientTimeout(total=120)) as r:
+                async with s.get(
+                    f"http://127.0.0.1:{server.port}/health",
+                    timeout=aiohttp.ClientTimeout(total=120),
+                ) as r:
                     await r.read()
                 out.append(time.perf_counter() - t0)
             except (TimeoutError, aiohttp.ClientError):
@@ -128,27 +144,30 @@ async def health_probe(server: Server, stop: asyncio.Event, out: list[float]) ->
             await asyncio.sleep(0.25)
 
 
-async def run_case(server: Server, text: str, clients: int, fmt: str = "pcm"
-                   ) -> dict[str, float]:
+async def run_case(server: Server, text: str, clients: int, fmt: str = "pcm") -> dict[str, float]:
     health: list[float] = []
     stop = asyncio.Event()
     probe = asyncio.create_task(health_probe(server, stop, health))
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one_client(session, server, text, fmt)
-                                         for _ in range(clients)))
+        results = await asyncio.gather(
+            *(one_client(session, server, text, fmt) for _ in range(clients))
+        )
         wall = time.perf_counter() - t0
     stop.set()
     await probe
     ttfa = sorted(r.ttfa for r in results)
-    return {"ttfa_p50": pct(ttfa, 50), "ttfa_p90": pct(ttfa, 90),
-            "total_p50": pct(sorted(r.total for r in results), 50),
-            "stall_max": max(r.stall for r in results),
-            "stall_mean": sum(r.stall for r in results) / clients,
-            "throughput": sum(r.audio_s for r in results) / wall,
-            "health_p50_ms": 1000 * median(health) if health else float("nan"),
-            "health_max_ms": 1000 * max(health) if health else float("nan")}
+    return {
+        "ttfa_p50": pct(ttfa, 50),
+        "ttfa_p90": pct(ttfa, 90),
+        "total_p50": pct(sorted(r.total for r in results), 50),
+        "stall_max": max(r.stall for r in results),
+        "stall_mean": sum(r.stall for r in results) / clients,
+        "throughput": sum(r.audio_s for r in results) / wall,
+        "health_p50_ms": 1000 * median(health) if health else float("nan"),
+        "health_max_ms": 1000 * max(health) if health else float("nan"),
+    }
 
 
 async def disconnect_case(server: Server) -> tuple[float, float]:
@@ -177,21 +196,43 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"server on {port} not ready")
 
 
-def start_ours(model: Path, voices: Path, port: int, log: Path,
-               extra: tuple[str, ...] = ()) -> Server:
-    cmd = [sys.executable, "-m", "fastkokoro_wyoming", "--model", str(model), "--voices",
-           str(voices), "--http-host", "127.0.0.1", "--http-port", str(port),
-           "--wyoming-enabled", "false", "--log-level", "WARNING", *extra]
+def start_ours(
+    model: Path, voices: Path, port: int, log: Path, extra: tuple[str, ...] = ()
+) -> Server:
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastkokoro_wyoming",
+        "--model",
+        str(model),
+        "--voices",
+        str(voices),
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(port),
+        "--wyoming-enabled",
+        "false",
+        "--log-level",
+        "WARNING",
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     return Server("fastkokoro-wyoming", port, proc)
 
 
 def start_anchor(model: Path, voices: Path, port: int, log: Path) -> Server:
-    env = {**os.environ, "FK_MODEL": str(model), "FK_VOICES_DIR": str(voices),
-           "FK_WORK": str(ROOT / ".anchor"), "FASTKOKORO_ONNX_INTRA_OP_NUM_THREADS": "2"}
+    env = {
+        **os.environ,
+        "FK_MODEL": str(model),
+        "FK_VOICES_DIR": str(voices),
+        "FK_WORK": str(ROOT / ".anchor"),
+        "FASTKOKORO_ONNX_INTRA_OP_NUM_THREADS": "2",
+    }
     env.pop("VIRTUAL_ENV", None)
-    proc = subprocess.Popen(["bash", str(ANCHOR), str(port)], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["bash", str(ANCHOR), str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     return Server("fastkokoro 0.7.0", port, proc)
 
 
@@ -203,8 +244,7 @@ async def bare_throughput(model: Path, voices: Path, texts: list[str]) -> list[t
     from fastkokoro_wyoming.config import EngineConfig, ModelConfig
     from fastkokoro_wyoming.engine import SynthesisRequest
 
-    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model),
-                                                              voices=str(voices))))
+    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model), voices=str(voices))))
     out = []
     for name in texts:
         audio = sum([c.size async for c in engine.synthesize(SynthesisRequest(TEXTS[name]))])
@@ -230,8 +270,10 @@ async def main() -> None:
     print(f"logs in {logs}; texts {texts}; clients {clients}")
     formats = args.formats.split(",")
     disconnects: list[tuple[str, tuple[float, float]]] = []
-    print("| server | format | text | clients | first audio p50 s | p90 s | total p50 s | "
-          "stall max s | audio-s/wall-s | /health p50 ms | /health max ms | peak RSS MB |")
+    print(
+        "| server | format | text | clients | first audio p50 s | p90 s | total p50 s | "
+        "stall max s | audio-s/wall-s | /health p50 ms | /health max ms | peak RSS MB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for i, start in enumerate(starters):
         server = start(model, voices, 18980 + i, logs / f"server{i}.log")
@@ -243,11 +285,14 @@ async def main() -> None:
                 for name in texts if fmt == "pcm" else ["medium"]:
                     for n in clients if fmt == "pcm" else [c for c in clients if c <= 4]:
                         r = await run_case(server, TEXTS[name], n, fmt)
-                        print(f"| {server.name} | {fmt} | {name} | {n} | {r['ttfa_p50']:.2f} | "
-                              f"{r['ttfa_p90']:.2f} | {r['total_p50']:.2f} | "
-                              f"{r['stall_max']:.2f} | {r['throughput']:.2f} "
-                              f"| {r['health_p50_ms']:.0f} | {r['health_max_ms']:.0f} | "
-                              f"{server.peak_rss_mb():.0f} |", flush=True)
+                        print(
+                            f"| {server.name} | {fmt} | {name} | {n} | {r['ttfa_p50']:.2f} | "
+                            f"{r['ttfa_p90']:.2f} | {r['total_p50']:.2f} | "
+                            f"{r['stall_max']:.2f} | {r['throughput']:.2f} "
+                            f"| {r['health_p50_ms']:.0f} | {r['health_max_ms']:.0f} | "
+                            f"{server.peak_rss_mb():.0f} |",
+                            flush=True,
+                        )
             disconnects.append((server.name, await disconnect_case(server)))
         finally:
             server.stop()
@@ -255,8 +300,10 @@ async def main() -> None:
     print("|---|---|---|")
     for name, rate in await bare_throughput(model, voices, texts):
         print(f"| bare | {name} | {rate:.2f} |")
-    print("\n| server | short request, idle server: first audio s | right after a long "
-          "stream was dropped: first audio s |")
+    print(
+        "\n| server | short request, idle server: first audio s | right after a long "
+        "stream was dropped: first audio s |"
+    )
     print("|---|---|---|")
     for name, (idle, after) in disconnects:
         print(f"| {name} | {idle:.2f} | {after:.2f} |")

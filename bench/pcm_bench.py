@@ -25,8 +25,8 @@ import numpy as np
 from common import median
 
 from fastkokoro_wyoming.engine.pcm import PcmKernels, numba_available
-from fastkokoro_wyoming.wyoming_api.framing import PcmFramer
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE
+from fastkokoro_wyoming.wyoming_api.framing import PcmFramer
 
 SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0, 25.0)
 CHUNK = 1024  # wyoming.samples_per_chunk default

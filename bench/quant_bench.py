@@ -88,8 +88,7 @@ def build(name: str, int8: Path, work: Path) -> tuple[Path, float | None]:
 
 async def inputs(model: Path, voices: Path, path: Path) -> None:
     """Phoneme ids and styles for the timed calls and the sentence, from the real G2P."""
-    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model),
-                                                              voices=str(voices))))
+    engine = await load_engine(EngineConfig(model=ModelConfig(path=str(model), voices=str(voices))))
     voice = engine.voice_store.resolve("af_heart")
     prep = engine.prepare(SynthesisRequest(TEXTS["long"]))
     pool = [i for s in engine.planner.plan(prep) if isinstance(s, Segment) for i in s.ids]
@@ -122,8 +121,11 @@ def child(model: Path, feeds: Path, out: Path, threads: int, rounds: int) -> Non
     t0 = time.perf_counter()
     session = KokoroSession.open(model, RuntimeSettings(intra_op_threads=threads))
     load = time.perf_counter() - t0
-    result: dict[str, float] = {"load_s": load, "rss_before_mb": before,
-                                "rss_loaded_mb": status_mb("VmRSS")}
+    result: dict[str, float] = {
+        "load_s": load,
+        "rss_before_mb": before,
+        "rss_loaded_mb": status_mb("VmRSS"),
+    }
     for n in SIZES:
         ids, style = [int(i) for i in data[f"ids{n}"]], data[f"style{n}"]
         session.run(ids, style, 1.0)  # untimed: first call of this shape
@@ -170,16 +172,32 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     feeds = work / "feeds.npz"
     asyncio.run(inputs(int8, voices, feeds))
-    print(f"threads={args.threads} rounds={args.rounds} cpus={os.cpu_count()} "
-          f"loadavg={os.getloadavg()[0]:.2f}")
+    print(
+        f"threads={args.threads} rounds={args.rounds} cpus={os.cpu_count()} "
+        f"loadavg={os.getloadavg()[0]:.2f}"
+    )
     rows = []
     for name in args.variants.split(","):
         path, written = build(name, int8, work)
         wav = work / f"{name}.npy"
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(path), "--feeds", str(feeds),
-             "--out", str(wav), "--threads", str(args.threads), "--rounds", str(args.rounds)],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(path),
+                "--feeds",
+                str(feeds),
+                "--out",
+                str(wav),
+                "--threads",
+                str(args.threads),
+                "--rounds",
+                str(args.rounds),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
             env={**os.environ, "FASTKOKORO_LOG_LEVEL": "WARNING"},
         )
         if proc.returncode != 0:
@@ -187,27 +205,37 @@ def main() -> None:
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         heard = transcribe(np.load(wav))
-        r |= {"name": name, "mb": path.stat().st_size / 2**20, "written_s": written,
-              "accuracy": word_accuracy(SENTENCE, heard), "heard": heard}
+        r |= {
+            "name": name,
+            "mb": path.stat().st_size / 2**20,
+            "written_s": written,
+            "accuracy": word_accuracy(SENTENCE, heard),
+            "heard": heard,
+        }
         rows.append(r)
-        print(f"{name}: {json.dumps({k: v for k, v in r.items() if k != 'heard'})}",
-              flush=True)
+        print(f"{name}: {json.dumps({k: v for k, v in r.items() if k != 'heard'})}", flush=True)
 
     print(f"\nloadavg at the end {os.getloadavg()[0]:.2f}\n")
-    print("| weights | file MB | load s | 8 ids ms | 32 ids ms | 128 ids ms | peak RSS MB "
-          "| word accuracy |")
+    print(
+        "| weights | file MB | load s | 8 ids ms | 32 ids ms | 128 ids ms | peak RSS MB "
+        "| word accuracy |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['mb']:.0f} | {r['load_s']:.2f} | {r['ms8']:.0f} "
-              f"| {r['ms32']:.0f} | {r['ms128']:.0f} | {r['peak_rss_mb']:.0f} "
-              f"| {r['accuracy']:.2f} |")
+        print(
+            f"| {r['name']} | {r['mb']:.0f} | {r['load_s']:.2f} | {r['ms8']:.0f} "
+            f"| {r['ms32']:.0f} | {r['ms128']:.0f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['accuracy']:.2f} |"
+        )
     print()
     for r in rows:
         note = f" (written in {r['written_s']:.1f} s)" if r["written_s"] else ""
         mins = "/".join(f"{r[f'min{n}']:.0f}" for n in SIZES)
-        print(f"- {r['name']}{note}: RSS before load {r['rss_before_mb']:.0f} MB, after load "
-              f"{r['rss_loaded_mb']:.0f} MB; min ms {mins}; 1-min loadavg {r['loadavg']:.2f}; "
-              f"heard {r['heard']!r}")
+        print(
+            f"- {r['name']}{note}: RSS before load {r['rss_before_mb']:.0f} MB, after load "
+            f"{r['rss_loaded_mb']:.0f} MB; min ms {mins}; 1-min loadavg {r['loadavg']:.2f}; "
+            f"heard {r['heard']!r}"
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--text", default="medium")
-    parser.add_argument("--splits", default="1x2,2x1,1x1" if (os.cpu_count() or 2) <= 2
-                        else "1x4,2x2,4x1")
+    parser.add_argument(
+        "--splits", default="1x2,2x1,1x1" if (os.cpu_count() or 2) <= 2 else "1x4,2x2,4x1"
+    )
     args = parser.parse_args()
     model, voices = assets()
     text = TEXTS[args.text]
@@ -43,16 +44,21 @@ async def main() -> None:
     print("|---|---|---|---|---|")
     for split in args.splits.split(","):
         workers, threads = (int(x) for x in split.split("x"))
-        cfg = EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)),
-                           runtime=RuntimeConfig(workers=workers, intra_op_threads=threads))
+        cfg = EngineConfig(
+            model=ModelConfig(path=str(model), voices=str(voices)),
+            runtime=RuntimeConfig(workers=workers, intra_op_threads=threads),
+        )
         engine = await load_engine(cfg)
         for n in (int(c) for c in args.clients.split(",")):
             t0 = time.perf_counter()
             res = await asyncio.gather(*(client(engine, text) for _ in range(n)))
             wall = time.perf_counter() - t0
             firsts = sorted(r[0] for r in res)
-            print(f"| {workers} x {threads} | {n} | {pct(firsts, 50):.2f} | {pct(firsts, 90):.2f} "
-                  f"| {sum(r[1] for r in res) / wall:.2f} |", flush=True)
+            print(
+                f"| {workers} x {threads} | {n} | {pct(firsts, 50):.2f} | {pct(firsts, 90):.2f} "
+                f"| {sum(r[1] for r in res) / wall:.2f} |",
+                flush=True,
+            )
         engine.close()
 
 

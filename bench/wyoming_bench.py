@@ -27,10 +27,26 @@ def main() -> int:
     model, voices = assets()
     log = Path(tempfile.mkdtemp(prefix="fk-wybench-")) / "daemon.log"
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "fastkokoro_wyoming", "--model", str(model), "--voices",
-         str(voices), "--http-enabled", "false", "--wyoming-host", "127.0.0.1",
-         "--wyoming-port", str(args.port), "--wyoming-zeroconf", "false"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "fastkokoro_wyoming",
+            "--model",
+            str(model),
+            "--voices",
+            str(voices),
+            "--http-enabled",
+            "false",
+            "--wyoming-host",
+            "127.0.0.1",
+            "--wyoming-port",
+            str(args.port),
+            "--wyoming-zeroconf",
+            "false",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 300
         while "Ready:" not in log.read_text(errors="replace"):
@@ -40,9 +56,24 @@ def main() -> int:
             time.sleep(0.5)
         texts = Path(log.parent / "texts.txt")
         texts.write_text(TEXTS["short"] + "\n" + TEXTS["medium"] + "\n")
-        cmd = ["uvx", "wyoming-bench", "tts", f"127.0.0.1:{args.port}", "--mode", "both",
-               "--rounds", str(args.rounds), "--warmup", "1", "--timeout", "120",
-               "--texts-file", str(texts), "--config", '{"voice": {"name": "af_heart"}}']
+        cmd = [
+            "uvx",
+            "wyoming-bench",
+            "tts",
+            f"127.0.0.1:{args.port}",
+            "--mode",
+            "both",
+            "--rounds",
+            str(args.rounds),
+            "--warmup",
+            "1",
+            "--timeout",
+            "120",
+            "--texts-file",
+            str(texts),
+            "--config",
+            '{"voice": {"name": "af_heart"}}',
+        ]
         print("$", " ".join(cmd), flush=True)
         return subprocess.run(cmd, check=False).returncode
     finally:

@@ -302,8 +302,9 @@ def validate(cfg: Config) -> None:
         "must be 0-5000",
     )
     _check(1 <= e.segmentation.lookahead <= 16, "engine.segmentation.lookahead", "must be 1-16")
-    _check(16 <= e.segmentation.max_tokens <= 510, "engine.segmentation.max_tokens",
-           "must be 16-510")
+    _check(
+        16 <= e.segmentation.max_tokens <= 510, "engine.segmentation.max_tokens", "must be 16-510"
+    )
     _check(e.runtime.intra_op_threads >= 0, "engine.runtime.intra_op_threads", "must be >= 0")
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(0 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 0 (auto) to 64")
@@ -311,8 +312,11 @@ def validate(cfg: Config) -> None:
     d = e.decoder
     _check(2 <= d.first_window <= 400, "engine.decoder.first_window", "must be 2-400 frames")
     _check(1.0 <= d.window_growth <= 8.0, "engine.decoder.window_growth", "must be 1-8")
-    _check(d.first_window <= d.max_window <= 2000, "engine.decoder.max_window",
-           "must be first_window-2000 frames")
+    _check(
+        d.first_window <= d.max_window <= 2000,
+        "engine.decoder.max_window",
+        "must be first_window-2000 frames",
+    )
     _check(1 <= d.context <= 32, "engine.decoder.context", "must be 1-32 frames")
     _check(1 <= d.window_lookahead <= 16, "engine.decoder.window_lookahead", "must be 1-16")
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")

@@ -50,8 +50,10 @@ class Daemon:
             parts.append(f"Wyoming tcp://{self.cfg.wyoming.host}:{w.port}{zc}")
         voices = self.engine.voices()
         langs = sorted({v.locale for v in voices})
-        return (f"Ready: {', '.join(parts)}; {len(voices)} voices in {len(langs)} languages "
-                f"({', '.join(langs)}); provider {self.engine.provider}")
+        return (
+            f"Ready: {', '.join(parts)}; {len(voices)} voices in {len(langs)} languages "
+            f"({', '.join(langs)}); provider {self.engine.provider}"
+        )
 
 
 async def start(cfg: Config, engine: Engine | None = None) -> Daemon:

@@ -56,8 +56,9 @@ class FastKokoro:
             cfg = load_config(config, environ={}, overrides=flat)
         self.config = cfg
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fastkokoro-api",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fastkokoro-api", daemon=True
+        )
         self._thread.start()
         self.engine: Engine = self._call(load_engine(cfg.engine))
 
@@ -72,12 +73,18 @@ class FastKokoro:
     def sample_rate(self) -> int:
         return self.engine.sample_rate
 
-    def create(self, text: str, voice: str | None = None, *, speed: float = 1.0,
-               lang: str | None = None, response_format: str = "wav") -> bytes:
+    def create(
+        self,
+        text: str,
+        voice: str | None = None,
+        *,
+        speed: float = 1.0,
+        lang: str | None = None,
+        response_format: str = "wav",
+    ) -> bytes:
         """The whole file (``wav`` gets a complete RIFF header; ``pcm`` is s16le 24 kHz)."""
         if response_format == "wav":
-            pcm = b"".join(self.stream(text, voice, speed=speed, lang=lang,
-                                       response_format="pcm"))
+            pcm = b"".join(self.stream(text, voice, speed=speed, lang=lang, response_format="pcm"))
             buf = io.BytesIO()
             with wave.open(buf, "wb") as w:
                 w.setnchannels(1)
@@ -85,11 +92,19 @@ class FastKokoro:
                 w.setframerate(self.sample_rate)
                 w.writeframes(pcm)
             return buf.getvalue()
-        return b"".join(self.stream(text, voice, speed=speed, lang=lang,
-                                    response_format=response_format))
+        return b"".join(
+            self.stream(text, voice, speed=speed, lang=lang, response_format=response_format)
+        )
 
-    def stream(self, text: str, voice: str | None = None, *, speed: float = 1.0,
-               lang: str | None = None, response_format: str = "pcm") -> Iterator[bytes]:
+    def stream(
+        self,
+        text: str,
+        voice: str | None = None,
+        *,
+        speed: float = 1.0,
+        lang: str | None = None,
+        response_format: str = "pcm",
+    ) -> Iterator[bytes]:
         """Encoded bytes as each segment is ready (one container for the whole text)."""
         agen = self.astream(text, voice, speed=speed, lang=lang, response_format=response_format)
         try:
@@ -101,9 +116,11 @@ class FastKokoro:
         finally:
             self._call(agen.aclose())
 
-    def samples(self, text: str, voice: str | None = None, *, speed: float = 1.0,
-                lang: str | None = None) -> np.ndarray:
+    def samples(
+        self, text: str, voice: str | None = None, *, speed: float = 1.0, lang: str | None = None
+    ) -> np.ndarray:
         """The whole utterance as float32 samples at :attr:`sample_rate`."""
+
         async def collect() -> np.ndarray:
             req = SynthesisRequest(text, voice=voice, lang=lang, speed=speed)
             parts = [c async for c in self.engine.synthesize(req)]
@@ -111,9 +128,15 @@ class FastKokoro:
 
         return self._call(collect())
 
-    async def astream(self, text: str, voice: str | None = None, *, speed: float = 1.0,
-                      lang: str | None = None, response_format: str = "pcm"
-                      ) -> AsyncIterator[bytes]:
+    async def astream(
+        self,
+        text: str,
+        voice: str | None = None,
+        *,
+        speed: float = 1.0,
+        lang: str | None = None,
+        response_format: str = "pcm",
+    ) -> AsyncIterator[bytes]:
         """Async variant of :meth:`stream`; runs on this object's own loop."""
         req = SynthesisRequest(text, voice=voice, lang=lang, speed=speed)
         prepared = self.engine.prepare(req)

@@ -78,7 +78,10 @@ class FakeEngine:
 def wyoming_settings(**changes: object) -> WyomingConfig:
     """The real WyomingConfig with test-friendly values: loopback, any port, no zeroconf."""
     base = WyomingConfig(
-        host="127.0.0.1", port=0, zeroconf=False, zeroconf_name="fastkokoro-test",
+        host="127.0.0.1",
+        port=0,
+        zeroconf=False,
+        zeroconf_name="fastkokoro-test",
         drain_timeout_s=2.0,
     )
     return replace(base, **changes)  # type: ignore[arg-type]

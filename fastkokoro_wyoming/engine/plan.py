@@ -64,9 +64,7 @@ class Segment:
 class SegmentPlanner:
     """Prepared request -> pauses (as silence) and segments that fit the model."""
 
-    def __init__(
-        self, g2p: G2P, vocab: Vocab, settings: SegmentationConfig, capacity: int
-    ) -> None:
+    def __init__(self, g2p: G2P, vocab: Vocab, settings: SegmentationConfig, capacity: int) -> None:
         self.g2p = g2p
         self.vocab = vocab
         self.settings = settings

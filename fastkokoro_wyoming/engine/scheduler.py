@@ -28,8 +28,12 @@ class Job:
     """A queued model call. ``cancel()`` takes it off the queue right away (an asyncio
     future's cancellation would only reach the worker queue on the next loop turn)."""
 
-    def __init__(self, source: Future[Any], result: asyncio.Future[Any],
-                 abort: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: Future[Any],
+        result: asyncio.Future[Any],
+        abort: Callable[[], None] | None = None,
+    ) -> None:
         self._source = source
         self.result = result
         self._abort = abort
@@ -72,8 +76,14 @@ class Scheduler:
     def queued(self) -> int:
         return len(self._heap)
 
-    def submit(self, fn: Callable[[], Any], priority: tuple[float, ...],
-               abort: Callable[[], None] | None = None, *, admit: bool = True) -> Job:
+    def submit(
+        self,
+        fn: Callable[[], Any],
+        priority: tuple[float, ...],
+        abort: Callable[[], None] | None = None,
+        *,
+        admit: bool = True,
+    ) -> Job:
         """Queue ``fn`` at ``priority`` (lower first); await ``job.result``. ``abort`` is
         called if the job is cancelled while it runs.
 

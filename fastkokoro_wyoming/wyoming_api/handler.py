@@ -161,9 +161,13 @@ class WyomingHandler(AsyncEventHandler):
             while self._is_running:
                 try:
                     event = await asyncio.wait_for(
-                        read_event(self.reader, max_data=self._settings.max_event_bytes,
-                                   max_payload=self._settings.max_event_bytes),
-                        timeout=idle or None)
+                        read_event(
+                            self.reader,
+                            max_data=self._settings.max_event_bytes,
+                            max_payload=self._settings.max_event_bytes,
+                        ),
+                        timeout=idle or None,
+                    )
                 except TimeoutError:
                     if self._worker is not None and not self._worker.done():
                         continue  # synthesizing: a quiet client is not an idle one

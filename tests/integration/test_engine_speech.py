@@ -224,6 +224,6 @@ async def test_short_request_overtakes_a_long_narration(engine):
 
     await asyncio.wait_for(asyncio.gather(narrate(), announce()), 300)
     sent = events.index("short sent")
-    longs_between = events[sent:events.index("short")].count("long")
+    longs_between = events[sent : events.index("short")].count("long")
     print(events)
     assert longs_between <= 1, events  # only the call in flight, not the queued ones

@@ -64,19 +64,28 @@ def test_no_mutable_module_state(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     tables = set()
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, ast.AnnAssign) else [])
+        )
         tables.update(t.id for t in targets if isinstance(t, ast.Name))
     for node in ast.walk(tree):
         assert not isinstance(node, ast.Global), f"{path.name}:{node.lineno}: global"
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store | ast.Del):
             if isinstance(node.value, ast.Name) and node.value.id in tables:
                 raise AssertionError(f"{path.name}:{node.lineno}: writes {node.value.id}[...]")
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name) and node.func.value.id in tables
-                and node.func.attr in MUTATORS):
-            raise AssertionError(f"{path.name}:{node.lineno}: {node.func.value.id}."
-                                 f"{node.func.attr}() mutates module state")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in tables
+            and node.func.attr in MUTATORS
+        ):
+            raise AssertionError(
+                f"{path.name}:{node.lineno}: {node.func.value.id}."
+                f"{node.func.attr}() mutates module state"
+            )
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -34,8 +34,14 @@ D, H, VOCAB, N = 24, 8, 40, 11  # every weight shape distinct: a weight is found
 # quantize_dynamic(per_channel=True) scales MatMul by output column, LSTM by (direction, gate
 # row); these are the axes each scale spans (Conv stays per-tensor in dynamic mode)
 PER_CHANNEL = {"W": (0,), "LW": (2,), "LR": (2,)}
-INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLSTM", "DynamicQuantizeLinear",
-               "DequantizeLinear", "QuantizeLinear"}
+INTEGER_OPS = {
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeLSTM",
+    "DynamicQuantizeLinear",
+    "DequantizeLinear",
+    "QuantizeLinear",
+}
 
 
 def _init(name: str, value: np.ndarray) -> onnx.TensorProto:
@@ -66,8 +72,12 @@ def build_float_model(path: Path, seed: int = 0) -> tuple[Path, dict[str, np.nda
         "LW": w(2, 4 * H, D, fan_in=D),  # bidirectional LSTM
         "LR": w(2, 4 * H, H, fan_in=H),
     }
-    biases = {"pos": w(D), "Wb": w(D, scale=0.1), "CB": w(D, scale=0.1),
-              "LB": w(2, 8 * H, scale=0.1)}
+    biases = {
+        "pos": w(D),
+        "Wb": w(D, scale=0.1),
+        "CB": w(D, scale=0.1),
+        "LB": w(2, 8 * H, scale=0.1),
+    }
     nodes = [
         helper.make_node("Gather", ["E", "ids"], ["emb"]),  # [1, N, D]
         helper.make_node("Add", ["emb", "pos"], ["x0"]),  # float consumer: Gather + Dequantize
@@ -79,8 +89,9 @@ def build_float_model(path: Path, seed: int = 0) -> tuple[Path, dict[str, np.nda
         helper.make_node("Relu", ["c1"], ["c1r"]),
         helper.make_node("Conv", ["c1r", "CW2"], ["c2"], pads=[2, 2]),
         helper.make_node("Transpose", ["c2"], ["lt"], perm=[2, 0, 1]),  # [N, 1, D]
-        helper.make_node("LSTM", ["lt", "LW", "LR", "LB"], ["y"], hidden_size=H,
-                         direction="bidirectional"),
+        helper.make_node(
+            "LSTM", ["lt", "LW", "LR", "LB"], ["y"], hidden_size=H, direction="bidirectional"
+        ),
     ]
     inits = [_init(k, v) for k, v in {**weights, **biases}.items()]
     _save(
@@ -104,9 +115,13 @@ def build_legacy_conv_model(path: Path, weight_type: int = TensorProto.UINT8) ->
     cb = (rng.standard_normal(D) * 0.1).astype(np.float32)
     x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, D, "T"])
     y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, D, "T"])
-    fp = _save(path.with_name("legacy_float.onnx"),
-               [helper.make_node("Conv", ["x", "CW", "CB"], ["y"], pads=[1, 1])],
-               [x_info], [y_info], [_init("CW", cw), _init("CB", cb)])
+    fp = _save(
+        path.with_name("legacy_float.onnx"),
+        [helper.make_node("Conv", ["x", "CW", "CB"], ["y"], pads=[1, 1])],
+        [x_info],
+        [y_info],
+        [_init("CW", cw), _init("CB", cb)],
+    )
     if weight_type == TensorProto.UINT8:
         lo, hi = min(float(cw.min()), 0.0), max(float(cw.max()), 0.0)
         scale = np.float32((hi - lo) / 255)
@@ -123,8 +138,13 @@ def build_legacy_conv_model(path: Path, weight_type: int = TensorProto.UINT8) ->
         helper.make_node("Floor", ["bd"], ["bf"]),
         helper.make_node("Cast", ["bf"], ["bi"], to=TensorProto.INT32),
         helper.make_node("Reshape", ["bi", "bshape"], ["br"]),
-        helper.make_node("ConvInteger", ["xq", "CW_quantized", "xz", "CW_zero_point"], ["ci"],
-                         pads=[1, 1], kernel_shape=[3]),
+        helper.make_node(
+            "ConvInteger",
+            ["xq", "CW_quantized", "xz", "CW_zero_point"],
+            ["ci"],
+            pads=[1, 1],
+            kernel_shape=[3],
+        ),
         helper.make_node("Add", ["ci", "br"], ["ca"]),
         helper.make_node("Cast", ["ca"], ["cf"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["cf", "s"], ["y"]),
@@ -239,8 +259,9 @@ def test_dequantize_restores_float_weights(tmp_path, per_channel, weight_type):
     assert np.abs(fp32 - ref).max() < 0.05
 
 
-@pytest.mark.parametrize("weight_type", [TensorProto.UINT8, TensorProto.INT8],
-                         ids=["uint8", "int8"])
+@pytest.mark.parametrize(
+    "weight_type", [TensorProto.UINT8, TensorProto.INT8], ids=["uint8", "int8"]
+)
 def test_dequantize_legacy_int32_conv_bias(tmp_path, weight_type):
     """Kokoro's own file adds the Conv bias as int32 before the rescale."""
     fp, q8 = build_legacy_conv_model(tmp_path / "legacy_int8.onnx", weight_type)
@@ -275,8 +296,9 @@ def test_dequantize_names_an_unknown_pattern(tmp_path):
 # --------------------------------------------------------------------------- q8 / q4
 
 
-@pytest.mark.parametrize(("bits", "block", "tolerance"), [(8, 32, 0.01), (4, 32, 0.12),
-                                                          (4, 128, 0.15)])
+@pytest.mark.parametrize(
+    ("bits", "block", "tolerance"), [(8, 32, 0.01), (4, 32, 0.12), (4, 128, 0.15)]
+)
 def test_matmul_nbits(tmp_path, bits, block, tolerance):
     pytest.importorskip("onnx_ir")
     fp = build_matmul_model(tmp_path / "mm.onnx")
@@ -305,11 +327,14 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     fp16 = onnx.load(str(fp))
     for t in fp16.graph.initializer:  # weights stored as fp16: still a float model
         if t.data_type == TensorProto.FLOAT and len(t.dims) >= 2:
-            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16),
-                                               t.name))
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
     onnx.save(fp16, str(d / "fp16.onnx"))
-    return {"float": fp, "int8": int8, "fp16": d / "fp16.onnx",
-            "matmul": build_matmul_model(d / "mm.onnx")}
+    return {
+        "float": fp,
+        "int8": int8,
+        "fp16": d / "fp16.onnx",
+        "matmul": build_matmul_model(d / "mm.onnx"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -356,8 +381,9 @@ def test_float_weight_type(tiny_models):
 
 
 def test_prepare_keep_is_the_model_itself(tiny_models, tmp_path):
-    assert prepare_model(tiny_models["int8"], WeightPlan("keep", "x"), tmp_path) == (
-        tiny_models["int8"]
+    assert (
+        prepare_model(tiny_models["int8"], WeightPlan("keep", "x"), tmp_path)
+        == (tiny_models["int8"])
     )
     assert not (tmp_path / "prepared").exists()
 

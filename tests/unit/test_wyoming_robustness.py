@@ -23,8 +23,12 @@ TIMEOUT = 5.0
 
 def settings(**changes: object) -> WyomingConfig:
     """Tight limits so each fuzz case ends fast."""
-    return replace(wyoming_settings(zeroconf_name="fuzz", idle_timeout_s=1.0,
-                                    max_event_bytes=65_536, drain_timeout_s=1.0), **changes)
+    return replace(
+        wyoming_settings(
+            zeroconf_name="fuzz", idle_timeout_s=1.0, max_event_bytes=65_536, drain_timeout_s=1.0
+        ),
+        **changes,
+    )
 
 
 @pytest.fixture

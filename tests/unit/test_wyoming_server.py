@@ -29,8 +29,6 @@ from tests.fakes import FakeEngine, wyoming_settings
 TIMEOUT = 5.0
 
 
-
-
 class CancelTrackingEngine(FakeEngine):
     """Records when a synthesis is cancelled or closed early."""
 
