@@ -15,6 +15,7 @@ from fetch_assets import asset_dir  # noqa: E402
 from fastkokoro_wyoming.assets import fetch_mirror  # noqa: E402
 
 TEXTS = {
+    "fox": "The quick brown fox jumps over the lazy dog.",  # the 9-word sentence
     "short": "Turn on the kitchen lights, please.",  # ~6 words: an HA reply
     "medium": (
         "The forecast for today is mostly sunny with a high of seventy two degrees. "

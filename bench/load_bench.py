@@ -218,7 +218,13 @@ def start_ours(
         *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
-    return Server("fastkokoro-wyoming", port, proc)
+    name = "fastkokoro-wyoming" + (" (whole segments)" if "false" in extra else "")
+    return Server(name, port, proc)
+
+
+def start_whole(model: Path, voices: Path, port: int, log: Path) -> Server:
+    """Ours with the windowed decoder off: one whole model call per segment."""
+    return start_ours(model, voices, port, log, ("--engine-decoder-streaming", "false"))
 
 
 def start_anchor(model: Path, voices: Path, port: int, log: Path) -> Server:
@@ -257,16 +263,18 @@ async def bare_throughput(model: Path, voices: Path, texts: list[str]) -> list[t
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", default="1,4,8")
-    parser.add_argument("--texts", default="short,medium,long")
+    parser.add_argument("--texts", default="fox,short,medium,long")
     parser.add_argument("--quick", action="store_true", help="short+medium, 1 and 4 clients")
     parser.add_argument("--skip-anchor", action="store_true")
+    parser.add_argument("--skip-whole", action="store_true", help="no streaming-off server")
     parser.add_argument("--formats", default="pcm,mp3")
     args = parser.parse_args()
     clients = [1, 4] if args.quick else [int(c) for c in args.clients.split(",")]
-    texts = ["short", "medium"] if args.quick else args.texts.split(",")
+    texts = ["fox", "medium"] if args.quick else args.texts.split(",")
     model, voices = assets()
     logs = Path(tempfile.mkdtemp(prefix="fk-bench-"))
-    starters = [start_ours] + ([] if args.skip_anchor else [start_anchor])
+    starters = [start_ours] + ([] if args.skip_whole else [start_whole])
+    starters += [] if args.skip_anchor else [start_anchor]
     print(f"logs in {logs}; texts {texts}; clients {clients}")
     formats = args.formats.split(",")
     disconnects: list[tuple[str, tuple[float, float]]] = []

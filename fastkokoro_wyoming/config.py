@@ -72,6 +72,9 @@ class HttpConfig:
     host: str = "0.0.0.0"
     port: int = 8880
     api_key: str | None = None
+    # catalogs (models, voices, openapi) readable without the key: Open WebUI fetches them
+    # without sending its key, and they reveal nothing a client could not guess
+    public_catalog: bool = True
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 1_048_576
     default_format: AudioFormat = "mp3"

@@ -69,6 +69,11 @@ async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
         await Daemon(cfg, engine, http, wyoming, owns).stop()
         raise
     daemon = Daemon(cfg, engine, http, wyoming, owns)
+    # the catalogs (Ready line, Wyoming info, /v1/audio/voices) leave out languages whose
+    # extra is missing; say once which, and what adds them, so the gap is not a mystery
+    unavailable = engine.languages.unavailable_note()
+    if unavailable:
+        _LOGGER.info("%s", unavailable)
     _LOGGER.info("%s", daemon.ready_line())
     return daemon
 

@@ -16,6 +16,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,9 +32,9 @@ from .g2p import G2P
 from .languages import LanguageTable
 from .pcm import default_kernels
 from .plan import Prepared, Segment, SegmentPlanner
-from .renders import Due, Render, WholeRender, estimate_seconds
+from .renders import Due, Render, WholeRender, WindowedRender, estimate_seconds
 from .runtime import KokoroSession
-from .scheduler import Job, Scheduler
+from .scheduler import Job, Priority, Scheduler
 from .sentences import split_sentences
 from .settings import EngineConfig, ModelFiles
 from .stream import SpeechStream
@@ -42,6 +43,9 @@ from .tokens import Vocab
 from .trace import RequestTrace, TraceSink
 from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from .voices import Voice, VoiceStore
+
+if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
+    from .windowed.backend import WindowedBackend
 
 __all__ = ["Engine", "Prepared", "Segment"]
 
@@ -65,8 +69,10 @@ class Engine:
         scheduler: Scheduler,
         languages: LanguageTable,
         traces: TraceSink | None = None,
+        windowed: WindowedBackend | None = None,
     ) -> None:
         self.cfg = cfg
+        self.windowed = windowed  # None: whole-segment decoding only
         self.voice_store = voices
         self.vocab = vocab
         self.g2p = g2p
@@ -97,6 +103,8 @@ class Engine:
         for n in (8, 48):
             ids = self.vocab.encode("hˈɛlO wˈɜɹld " * 8)[:n]
             self.session.run(ids, voice.style_for(len(ids)), 1.0)
+        if self.windowed is not None:  # the plan graphs, and each fixed window shape once
+            self.windowed.warmup(voice, self.vocab.encode("hˈɛlO wˈɜɹld " * 12))
         default_kernels().warmup()  # numba compiles (or loads its cache) here
 
     def close(self) -> None:
@@ -213,6 +221,37 @@ class Engine:
     ) -> Render:
         """Queue ``seg``'s work: windowed when the model was split and the voice's norm
         priors are ready, else one whole call."""
+        priors = self.windowed.priors_for(prep.voice) if self.windowed is not None else None
+        if priors is not None and self.windowed is not None:
+            decoder = self.windowed.decoder
+            style = prep.voice.style_for(len(seg.ids))
+            stats = priors.for_ids(len(seg.ids))
+
+            def submit_plan() -> Job:
+                options = decoder.run_options()
+                submitted = time.perf_counter()
+
+                def run() -> object:
+                    started = time.perf_counter()
+                    try:
+                        return decoder.plan(seg.ids, style, prep.speed, stats, options)
+                    finally:
+                        trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
+
+                def abort() -> None:
+                    options.terminate = True
+
+                return self.scheduler.submit(run, due(0.0), abort, admit=admit)
+
+            return WindowedRender(
+                seg,
+                decoder,
+                self.scheduler,
+                submit_plan,
+                prep.speed,
+                self.cfg.decoder.window_lookahead,
+                trace,
+            )
         return WholeRender(
             self._submit_whole(seg, prep, due(0.0), trace, admit),
             estimate_seconds(seg, prep.speed),
@@ -222,7 +261,7 @@ class Engine:
         self,
         seg: Segment,
         prep: Prepared,
-        priority: tuple[float, ...],
+        priority: Priority,
         trace: RequestTrace,
         admit: bool,
     ) -> Job:

@@ -12,7 +12,8 @@ reading rules run (:mod:`.normalize`, :func:`.text.normalize_english`).
 Nothing is imported until a language is first used (``engine.languages`` are warmed
 at startup), so a one-language install loads only that language's packages. A
 language whose optional packages are missing raises LanguageUnavailable naming the
-extra to install.
+extra to install; the language table's cheap check (``find_spec``) refuses it before any
+import, so the G2P and the voice catalog (which hides such languages) always agree.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class G2P:
                 fn = self._loaded.get(code)
                 if fn is None:
                     lang = self._languages.resolve(code)
+                    missing = self._languages.missing_module(lang)
+                    if missing is not None:  # the table's check: the catalog hides it too
+                        raise _unavailable(lang, missing)
                     fn = _build(lang)
                     self._loaded[code] = fn
                     _LOGGER.info("G2P for %s (%s) loaded", lang.name, lang.locale)
@@ -120,15 +124,20 @@ def _build(lang: Language) -> Phonemizer:
             return _japanese()
         return _espeak(lang.code)
     except ImportError as err:
-        missing = err.name or str(err)
-        if lang.extra:
-            hint = f"install the extra: pip install 'fastkokoro-wyoming[{lang.extra}]'"
-        else:
-            hint = "they are part of the default install: reinstall fastkokoro-wyoming"
-        raise LanguageUnavailable(
-            f"{lang.name} ({lang.locale}) needs packages that are not installed "
-            f"(missing {missing}); {hint}"
-        ) from err
+        raise _unavailable(lang, err.name or str(err)) from err
+
+
+def _unavailable(lang: Language, missing: str) -> LanguageUnavailable:
+    """The one message for a language that cannot load, whether the language table's
+    check or the import itself found the package missing."""
+    if lang.extra:
+        hint = f"install the extra: pip install 'fastkokoro-wyoming[{lang.extra}]'"
+    else:
+        hint = "they are part of the default install: reinstall fastkokoro-wyoming"
+    return LanguageUnavailable(
+        f"{lang.name} ({lang.locale}) needs packages that are not installed "
+        f"(missing {missing}); {hint}"
+    )
 
 
 def _espeak(code: str) -> Phonemizer:

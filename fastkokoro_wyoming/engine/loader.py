@@ -11,17 +11,23 @@ import cProfile
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .errors import ConfigError, UnknownVoice
 from .g2p import G2P
 from .languages import LanguageTable
 from .modelprep import plan_weights, prepare_model
-from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime
+from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .scheduler import Scheduler
 from .settings import EngineConfig, ModelFiles
 from .tokens import Vocab
 from .trace import TraceSink
-from .voices import VoiceStore
+from .voices import VoiceStore, parse_blend
+
+if TYPE_CHECKING:
+    from .windowed.backend import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,18 +60,24 @@ def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycl
     gpu = is_gpu(settings.providers[0])
     cache_dir = Path(cfg.model.cache_dir).expanduser()
     weights = plan_weights(cfg.model.weights, files.model, gpu=gpu)
-    session = KokoroSession.open(prepare_model(files.model, weights, cache_dir), settings)
+    model = prepare_model(files.model, weights, cache_dir)
+    session = KokoroSession.open(model, settings)
     voices = VoiceStore.load(files.voices, languages)
     g2p = G2P(languages)
+    scheduler = Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue)
+    windowed = None
+    if cfg.decoder.streaming and session.contract.kind == "classic":
+        windowed = _open_windowed(cfg, model, cache_dir, settings, scheduler, voices)
     engine = Engine(
         cfg,
         voices=voices,
         vocab=Vocab.load(files.vocab),
         g2p=g2p,
         session=session,
-        scheduler=Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue),
+        scheduler=scheduler,
         languages=languages,
         traces=TraceSink(settings.profile_dir) if settings.profile_dir is not None else None,
+        windowed=windowed,
     )
     try:  # a blend is a fine default too
         voices.resolve(cfg.default_voice)
@@ -73,6 +85,10 @@ def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycl
         raise ConfigError(f"engine.default_voice: {err.message}") from err
     for code in cfg.languages:
         g2p.warm(languages.resolve(code).code)
+    if windowed is not None:
+        for name in dict.fromkeys((cfg.default_voice, *cfg.decoder.calibrate_voices)):
+            for part in parse_blend(name):
+                windowed.prepare_voice(part.name)
     if cfg.warmup:
         if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
             profile = cProfile.Profile()
@@ -82,9 +98,47 @@ def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycl
             engine.warmup()
     engine.ready = True
     _LOGGER.info(
-        "Engine ready in %.1f s: %d voices, provider %s",
+        "Engine ready in %.1f s: %d voices (%d speakable here), provider %s, %s decoding",
         time.perf_counter() - t0,
         len(voices.names),
+        len(voices.infos),
         session.provider,
+        "windowed" if windowed is not None else "whole-segment",
     )
     return engine
+
+
+def _open_windowed(
+    cfg: EngineConfig,
+    model: Path,
+    cache_dir: Path,
+    settings: RuntimeSettings,
+    scheduler: Scheduler,
+    voices: VoiceStore,
+) -> WindowedBackend | None:
+    """The split model's sessions, with the same providers and options as the model's.
+    Fixed-bucket exports keep whole buckets (their graphs are not split)."""
+
+    def voice_table(name: str) -> tuple[np.ndarray, str]:
+        voice = voices.resolve(name)
+        return voice.styles, voice.lang
+
+    try:
+        from .windowed.backend import WindowedBackend
+    except ImportError as err:  # onnx missing: the split needs it
+        _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", err)
+        return None
+    t0 = time.perf_counter()
+    backend = WindowedBackend.open(
+        model,
+        cache_dir,
+        cfg.decoder,
+        session_options(settings),
+        settings.session_providers(),
+        scheduler,
+        voice_table,
+        fixed_shapes=is_gpu(settings.providers[0]),
+    )
+    if backend is not None:
+        _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
+    return backend

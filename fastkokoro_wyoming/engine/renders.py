@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .plan import JOIN_LEAD, JOIN_TAIL, Segment
-from .scheduler import Job, Scheduler
+from .scheduler import Job, Priority, Scheduler
 from .trace import RequestTrace
 from .types import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from .windowed.decoder import SegmentPlan, WindowedDecoder
 
-Due = Callable[[float], tuple[float, ...]]  # seconds into the segment -> priority
+Due = Callable[[float], Priority]  # seconds into the segment -> scheduler priority
 SECONDS_PER_ID = 0.085  # a rough length until a segment's plan gives the real one
 EDGE_SECONDS = 0.75  # Kokoro's silence around each call
 

@@ -11,7 +11,6 @@ queue answers :class:`Busy` at once. A cancelled job leaves the queue without ru
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 import logging
 import threading
@@ -22,6 +21,9 @@ from typing import Any
 from .errors import Busy
 
 _LOGGER = logging.getLogger(__name__)
+
+# Lower first: a tuple, or a callable returning one when a worker picks its next job.
+Priority = tuple[float, ...] | Callable[[], tuple[float, ...]]
 
 
 class Job:
@@ -56,9 +58,10 @@ class Scheduler:
         if workers < 1:
             raise ValueError(f"a scheduler needs at least one worker thread, not {workers}")
         self.max_queue = max_queue
-        self._heap: list[tuple[tuple[float, ...], int, Future[Any], Callable[[], Any]]] = []
+        self._heap: list[tuple[Priority, int, Future[Any], Callable[[], Any]]] = []
         self._cond = threading.Condition()
         self._seq = itertools.count()
+        self._background: set[Future[Any]] = set()
         self._closed = False
         self.busy_workers = 0
         self._threads = [
@@ -74,28 +77,40 @@ class Scheduler:
 
     @property
     def queued(self) -> int:
-        return len(self._heap)
+        """Requests' model calls waiting (background work not counted)."""
+        with self._cond:
+            return self._foreground()
+
+    def _foreground(self) -> int:
+        return len(self._heap) - sum(1 for e in self._heap if e[2] in self._background)
 
     def submit(
         self,
         fn: Callable[[], Any],
-        priority: tuple[float, ...],
+        priority: Priority,
         abort: Callable[[], None] | None = None,
         *,
         admit: bool = True,
+        background: bool = False,
     ) -> Job:
         """Queue ``fn`` at ``priority`` (lower first); await ``job.result``. ``abort`` is
         called if the job is cancelled while it runs.
 
-        ``admit``: this job opens a request, so a full queue refuses it (Busy). The
-        rest of an admitted request is never refused: nothing accepted is lost."""
+        ``priority`` is a tuple or a callable giving one, read each time a worker picks a
+        job (a deadline that moves when its listener starts playing); it must be cheap
+        and thread-safe. ``admit``: this job opens a request, so a full queue refuses it
+        (Busy). The rest of an admitted request is never refused: nothing accepted is lost.
+        ``background``: housekeeping (norm-prior calibration), not a request's: it neither
+        counts against the bound nor in :attr:`queued`."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
-            if admit and len(self._heap) >= self.max_queue:
+            if admit and self._foreground() >= self.max_queue:
                 raise Busy(f"the synthesis queue is full ({self.max_queue} segments waiting)")
-            heapq.heappush(self._heap, (priority, next(self._seq), fut, fn))
+            self._heap.append((priority, next(self._seq), fut, fn))
+            if background:
+                self._background.add(fut)
             self._cond.notify()
         fut.add_done_callback(self._discard_if_cancelled)
         return Job(fut, asyncio.wrap_future(fut), abort)
@@ -104,10 +119,8 @@ class Scheduler:
         """A cancelled job leaves the queue at once (its slot is free for others)."""
         if fut.cancelled():
             with self._cond:
-                kept = [entry for entry in self._heap if entry[2] is not fut]
-                if len(kept) != len(self._heap):
-                    heapq.heapify(kept)
-                    self._heap = kept
+                self._heap = [entry for entry in self._heap if entry[2] is not fut]
+                self._background.discard(fut)
 
     def _work(self) -> None:
         while True:
@@ -116,7 +129,8 @@ class Scheduler:
                     self._cond.wait()
                 if self._closed and not self._heap:
                     return
-                _, _, fut, fn = heapq.heappop(self._heap)
+                _, _, fut, fn = self._heap.pop(self._next_index())
+                self._background.discard(fut)
                 if not fut.set_running_or_notify_cancel():
                     continue  # cancelled while queued: never run
                 self.busy_workers += 1
@@ -127,6 +141,16 @@ class Scheduler:
             finally:
                 with self._cond:
                     self.busy_workers -= 1
+
+    def _next_index(self) -> int:
+        """The queued job with the lowest priority now (ties: the older one). A linear
+        scan: the queue holds tens of jobs, and deadlines move, so a heap would go stale."""
+        best, best_key = 0, None
+        for i, (priority, seq, _, _) in enumerate(self._heap):
+            key = (priority() if callable(priority) else priority, seq)
+            if best_key is None or key < best_key:
+                best, best_key = i, key
+        return best
 
     def close(self) -> None:
         with self._cond:

@@ -31,11 +31,11 @@ StartRender = Callable[[Segment, Prepared, Due, RequestTrace, bool], Render]
 class SpeechStream:
     """The pipeline of one request; iterate :meth:`chunks` once.
 
-    Deadlines: a listener who starts playing when the request arrives (``t0``) needs
-    the audio at second ``p`` of the stream at ``t0 + p``; every job is queued with that
-    deadline (earliest first), so a stream ahead of real time yields the workers to one
-    that is not, and a new request's first job (due now) never waits behind another's
-    fifth window.
+    Deadlines: the first audio is due when the request arrives; a listener who starts
+    playing at the first chunk (``playback_start``) needs second ``p`` of the stream at
+    ``playback_start + p``. Every job carries its deadline (earliest first), so a stream
+    ahead of real time yields the workers to one that is not, and a new request's first
+    job (due now) never waits behind another's later windows.
     """
 
     def __init__(
@@ -53,6 +53,9 @@ class SpeechStream:
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
         self.trace = trace
         self.t0 = time.monotonic()
+        # When the listener starts: the request's arrival until the first chunk is out,
+        # then that moment. Read by worker threads (a float: atomic).
+        self.playback_start = self.t0
         self.lookahead = cfg.segmentation.lookahead
         self.limit = cfg.limits.max_request_seconds
         self.gap = np.zeros(
@@ -64,6 +67,7 @@ class SpeechStream:
         self.renders = 0  # segments started so far
         self.done_seconds = 0.0  # audio of the items already finished
         self.outcome = "cancelled"
+        self.playing = False  # the first chunk is out
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
         """Float32 chunks as they are ready; closing this drops queued work."""
@@ -80,7 +84,7 @@ class SpeechStream:
                     return
                 if isinstance(head, np.ndarray):  # a pause: silence already, no gap
                     self._finish_head(head.size / SAMPLE_RATE)
-                    self.trace.chunk()
+                    self._started()
                     yield head
                     continue
                 if head is not None and head.ready():
@@ -88,7 +92,7 @@ class SpeechStream:
                     if head.finished:
                         self._finish_head(head.seconds)
                         chunk = self._with_gap(chunk)
-                    self.trace.chunk()
+                    self._started()
                     yield chunk
                     continue
                 if head is not None and head.finished:  # nothing left to take
@@ -117,6 +121,13 @@ class SpeechStream:
             raise
         finally:
             self._drop()
+
+    def _started(self) -> None:
+        """A chunk goes out; the first one starts the listener's clock."""
+        if not self.playing:
+            self.playing = True
+            self.playback_start = time.monotonic()
+        self.trace.chunk()
 
     def _finish_head(self, seconds: float) -> None:
         self.pending.popleft()
@@ -180,16 +191,23 @@ class SpeechStream:
 
 
 class _Deadline:
-    """``seconds into a render`` -> its scheduler priority ``(t0 + position, seq)``: the
-    moment a listener who started at ``t0`` needs that audio."""
+    """``seconds into a render`` -> the job's priority: when a listener who starts playing
+    at the first chunk needs that audio, ``(playback start + position, seq)``. The
+    position is fixed when the job is queued; the start moves once, from the request's
+    arrival to the first chunk, so windows queued early are not due too soon."""
 
     def __init__(self, stream: SpeechStream, render: Render | None) -> None:
         self.stream = stream
         self.render = render
 
-    def __call__(self, seconds: float) -> tuple[float, ...]:
-        s = self.stream
-        return (s.t0 + s.position_of(self.render) + seconds, float(s.seq))
+    def __call__(self, seconds: float) -> Callable[[], tuple[float, ...]]:
+        stream = self.stream
+        position = stream.position_of(self.render) + seconds
+        seq = float(stream.seq)
+        if position <= 0:
+            arrival = stream.t0  # the first audio is due on arrival, whatever happens later
+            return lambda: (arrival, seq)
+        return lambda: (stream.playback_start + position, seq)
 
 
 def _retrieve(fut: asyncio.Future[object]) -> None:

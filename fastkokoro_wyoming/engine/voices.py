@@ -94,19 +94,27 @@ class Voice:
 
 
 class VoiceStore:
-    """All installed voices, by name. Blends are built on request and cached."""
+    """All installed voices, by name. Blends are built on request and cached.
+
+    ``infos`` is the catalog both front ends advertise: only voices of languages this
+    install can speak (checked once, here, at startup). The others still resolve, so a
+    request naming one gets the G2P's ``language_unavailable`` error naming the extra to
+    install, not a puzzling "unknown voice".
+    """
 
     def __init__(self, styles: dict[str, np.ndarray], languages: LanguageTable) -> None:
         self._styles = styles
         self._languages = languages
         self._blends: dict[str, Voice] = {}
-        self.infos: list[VoiceInfo] = []
+        self._all: list[VoiceInfo] = []  # every Kokoro-named voice, speakable or not
         for name in sorted(styles):
             lang = languages.for_voice(name)
             if lang is None:
                 continue  # not a Kokoro name: usable, but not listed per language
             gender = "female" if name[1] == "f" else "male"
-            self.infos.append(VoiceInfo(name, lang.code, lang.locale, gender))
+            self._all.append(VoiceInfo(name, lang.code, lang.locale, gender))
+        speakable = {lg.code for lg in languages.languages if languages.speakable(lg)}
+        self.infos: list[VoiceInfo] = [v for v in self._all if v.lang in speakable]
 
     @classmethod
     def load(cls, path: Path, languages: LanguageTable) -> VoiceStore:
@@ -124,10 +132,12 @@ class VoiceStore:
             pl = self._languages.for_voice(preferred)
             if pl is not None and pl.code == lang_code:
                 return preferred
-        for info in self.infos:  # sorted: af_heart would lose to af_alloy, so prefer hearts
+        # all voices, not just the catalog: `lang=ja` without the extra should reach the
+        # G2P's language_unavailable error, not "no installed voice speaks 'ja'"
+        for info in self._all:  # sorted: af_heart would lose to af_alloy, so prefer hearts
             if info.lang == lang_code and info.name.endswith("_heart"):
                 return info.name
-        for info in self.infos:
+        for info in self._all:
             if info.lang == lang_code:
                 return info.name
         return None

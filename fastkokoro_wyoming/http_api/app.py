@@ -17,6 +17,7 @@ from fastkokoro_wyoming.http_api.errors import (
     cors_on_prepare,
     cors_preflight_middleware,
     error_middleware,
+    open_paths,
 )
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.openapi import build_openapi
@@ -51,7 +52,7 @@ def make_app(
         middlewares=[
             cors_preflight_middleware(origins),
             error_middleware(metrics),
-            auth_middleware(settings.api_key),
+            auth_middleware(settings.api_key, open_paths(settings.public_catalog)),
         ],
     )
     app[ENGINE_KEY] = engine

@@ -21,7 +21,13 @@ _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health"})  # open whatever the settings: probes carry no key
+# Open too with ``http.public_catalog`` (the default): Open WebUI fetches these without its
+# key, and they list only what any client could guess. Route templates, as aiohttp and the
+# OpenAPI document name them, so ``/v1/models/{model_id}`` covers every id.
+CATALOG_PATHS = frozenset(
+    {"/v1/models", "/v1/models/{model_id}", "/v1/audio/models", "/v1/audio/voices", "/openapi.json"}
+)
 _HTTP_CODES: Mapping[int, tuple[str, str]] = {
     400: ("bad_request", "The request could not be read."),
     404: ("not_found", "No such route."),
@@ -144,17 +150,32 @@ def error_middleware(metrics: Metrics | None) -> Middleware:
     return middleware
 
 
-def auth_middleware(api_key: str | None) -> Middleware:
-    """Require ``Authorization: Bearer <api_key>`` on every route but PUBLIC_PATHS.
+def open_paths(public_catalog: bool) -> frozenset[str]:
+    """The routes (templates) readable without the key when one is configured; the one
+    rule ``auth_middleware`` enforces and ``openapi.py`` documents."""
+    return PUBLIC_PATHS | CATALOG_PATHS if public_catalog else PUBLIC_PATHS
+
+
+def _route(request: web.Request) -> str | None:
+    """The matched route's template (``/v1/models/{model_id}``); None for an unknown route
+    or a wrong method, which therefore need the key."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else None
+
+
+def auth_middleware(api_key: str | None, public: Collection[str] = PUBLIC_PATHS) -> Middleware:
+    """Require ``Authorization: Bearer <api_key>`` on every route but ``public``
+    (:func:`open_paths`).
 
     Unknown routes need the key too, so a client without it learns nothing about the
     routes; /health stays open for probes. ``openapi.py`` documents the same rule.
     """
     expected = api_key.encode() if api_key else b""
+    public = frozenset(public)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected and request.path not in PUBLIC_PATHS:
+        if expected and _route(request) not in public:
             scheme, _, key = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                 key.strip().encode(), expected

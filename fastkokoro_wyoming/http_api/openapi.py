@@ -7,7 +7,8 @@ describes it rather than pinning a number that a configuration could make false.
 
 Each operation says whether it needs the API key (``security``), following the rule
 ``errors.auth_middleware`` enforces: with ``http.api_key`` set every route but the
-public ones (``/health``) needs ``Authorization: Bearer``; without one, none does.
+open ones (``/health``, and the catalogs with ``http.public_catalog``) needs
+``Authorization: Bearer``; without one, none does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
 from fastkokoro_wyoming.config import HttpConfig
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
-from fastkokoro_wyoming.http_api.errors import PUBLIC_PATHS
+from fastkokoro_wyoming.http_api.errors import open_paths
 from fastkokoro_wyoming.http_api.params import MODEL_IDS, STREAM_FORMATS
 
 _REF = "#/components/schemas/"
@@ -308,17 +309,19 @@ def build_openapi(settings: HttpConfig) -> dict:
         },
         "components": {"schemas": _schemas(settings)},
     }
-    _add_security(spec, bool(settings.api_key))
+    _add_security(spec, bool(settings.api_key), open_paths(settings.public_catalog))
     return spec
 
 
-def _add_security(spec: dict, key_required: bool) -> None:
+def _add_security(spec: dict, key_required: bool, public: frozenset[str]) -> None:
     """Mark each operation: bearer where ``auth_middleware`` demands the key, ``[]`` where
-    it does not (every route when no key is configured, the public paths always)."""
+    it does not (every route when no key is configured, the open paths always)."""
     if key_required:
         spec["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
         spec["security"] = [{"bearer": []}]
     for path, operations in spec["paths"].items():
-        protected = key_required and path not in PUBLIC_PATHS
+        protected = key_required and path not in public
         for operation in operations.values():
             operation["security"] = [{"bearer": []}] if protected else []
+            if path in public:  # never refused for the key, whatever the settings
+                operation["responses"].pop("401", None)

@@ -39,7 +39,7 @@ MUSEUM = " ".join(
 
 
 def daemon_config(engine: object) -> Config:
-    """Loopback, port 0, no zeroconf; the HTTP layer keeps OpenAI's 4096-character limit."""
+    """Loopback, port 0, no zeroconf; the engine back at the default 4096-character limit."""
     engine_cfg = dataclasses.replace(engine.cfg, limits=LimitsConfig())  # type: ignore[attr-defined]
     return Config(
         engine=engine_cfg,

@@ -101,14 +101,17 @@ def test_say_reads_stdin(kokoro_assets, tmp_path):
 
 async def test_pause_token_is_exact_silence_in_place(engine):
     chunks = [c async for c in engine.synthesize(SynthesisRequest("Hello. [pause:0.5s] Goodbye."))]
-    assert len(chunks) == 3
-    assert chunks[1].size == 12_000 and not chunks[1].any()
-    assert np.abs(chunks[0]).max() > 0.05 and np.abs(chunks[2]).max() > 0.05
+    # each sentence may come in several decoder windows; the pause is one chunk between them
+    pauses = [i for i, c in enumerate(chunks) if c.size == 12_000 and not c.any()]
+    assert len(pauses) == 1 and 0 < pauses[0] < len(chunks) - 1
+    before, after = np.concatenate(chunks[: pauses[0]]), np.concatenate(chunks[pauses[0] + 1 :])
+    assert np.abs(before).max() > 0.05 and np.abs(after).max() > 0.05
 
 
 async def test_loose_pause_forms_are_read_as_text(engine):
     chunks = [c async for c in engine.synthesize(SynthesisRequest("Wait [pause=1] here."))]
-    assert len(chunks) == 1 and np.abs(chunks[0]).max() > 0.05
+    assert not any(c.size == 24_000 and not c.any() for c in chunks)  # no 1 s pause chunk
+    assert np.abs(np.concatenate(chunks)).max() > 0.05
 
 
 async def test_text_normalisation_is_spoken_as_words(engine):

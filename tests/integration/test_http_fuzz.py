@@ -307,8 +307,9 @@ def test_sse_schema_describes_one_event(open_server) -> None:
 
 
 def test_api_key_required_everywhere_but_health(tiny_engine_cfg, caplog) -> None:
-    """Every route answers 401 (error shape) without the key, schemathesis with the key
-    finds nothing, and the key never reaches the logs, not even at DEBUG."""
+    """Every route the OpenAPI document marks as needing the key answers 401 (error shape)
+    without it (the catalogs and /health are open by default: http.public_catalog),
+    schemathesis with the key finds nothing, and the key never reaches the logs."""
     caplog.set_level(logging.DEBUG)
     server = ThreadedDaemon(tiny_engine_cfg, api_key=API_KEY).start()
     try:
@@ -317,11 +318,12 @@ def test_api_key_required_everywhere_but_health(tiny_engine_cfg, caplog) -> None
         spec = requests.get(f"{base}/openapi.json", headers=good, timeout=TIMEOUT).json()
         assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
         routes = [
-            (method, path.replace("{model_id}", "kokoro"))
+            (method, path.replace("{model_id}", "kokoro"), op.get("security") == [])
             for path, ops in spec["paths"].items()
-            for method in ops
+            for method, op in ops.items()
         ]
-        routes.append(("get", "/v1/no-such-route"))
+        assert {p for _, p, open_ in routes if open_} >= {"/health", "/v1/audio/voices"}
+        routes.append(("get", "/v1/no-such-route", False))
         wrong = [
             {},
             {"Authorization": "Bearer sk-wrong"},
@@ -329,13 +331,13 @@ def test_api_key_required_everywhere_but_health(tiny_engine_cfg, caplog) -> None
             {"Authorization": f"Basic {API_KEY}"},
             {"Authorization": f"Bearer {API_KEY}x"},
         ]
-        for method, path in routes:
+        for method, path, open_ in routes:
             body = {"input": "Hello.", "voice": "af_heart"} if method == "post" else None
             for headers in wrong:
                 r = requests.request(
                     method, base + path, json=body, headers=headers, timeout=TIMEOUT
                 )
-                if path == "/health":
+                if open_:
                     assert r.status_code == 200, (method, path, r.text)
                     continue
                 assert r.status_code == 401, (method, path, headers, r.status_code, r.text)

@@ -354,11 +354,9 @@ async def test_api_key() -> None:
         async with session.get(f"{base}/health") as r:
             assert r.status == 200
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "secret"}):
-            async with session.get(f"{base}/v1/models", headers=headers) as r:
+            async with session.get(f"{base}/metrics", headers=headers) as r:
                 assert_error(r.status, await r.read(), 401, None, "invalid_api_key")
-        async with session.get(
-            f"{base}/v1/models", headers={"Authorization": "Bearer secret"}
-        ) as r:
+        async with session.get(f"{base}/metrics", headers={"Authorization": "Bearer secret"}) as r:
             assert r.status == 200
         bad = sdk(base, "wrong")
         with pytest.raises(openai.AuthenticationError):
@@ -392,7 +390,7 @@ async def test_cors() -> None:
             session, base, GOOD, headers={"Origin": origin, "Authorization": "Bearer k"}
         )
         assert status == 200 and headers["Access-Control-Allow-Origin"] == origin
-        async with session.get(f"{base}/v1/models", headers={"Origin": origin}) as r:
+        async with session.get(f"{base}/metrics", headers={"Origin": origin}) as r:
             assert r.status == 401 and r.headers["Access-Control-Allow-Origin"] == origin
     async with serve(cors_origins=("*",)) as (_, base, _), aiohttp.ClientSession() as session:
         async with session.options(f"{base}/v1/models", headers=preflight) as r:
@@ -536,7 +534,8 @@ async def test_openapi_document(server) -> None:
 
 
 async def test_openapi_says_which_routes_need_the_key() -> None:
-    """The spec's security follows auth_middleware: everything but /health needs the key."""
+    """The spec's security follows auth_middleware: everything but /health and the
+    catalogs (http.public_catalog, on by default) needs the key."""
     async with serve(api_key="k") as (_, base, _), aiohttp.ClientSession() as session:
         async with session.get(f"{base}/openapi.json", headers={"Authorization": "Bearer k"}) as r:
             spec = await r.json()
@@ -551,7 +550,7 @@ async def test_openapi_says_which_routes_need_the_key() -> None:
                 async with session.request(method, url, json=body) as r:
                     needs_key = r.status == 401
                 assert op["security"] == ([{"bearer": []}] if needs_key else []), (path, r.status)
-                assert needs_key == (path != "/health")
+                assert needs_key == (path in ("/v1/audio/speech", "/metrics")), path
 
 
 class PreparingEngine(FakeEngine):
