@@ -312,6 +312,7 @@ def validate(cfg: Config) -> None:
     _check(e.runtime.inter_op_threads >= 0, "engine.runtime.inter_op_threads", "must be >= 0")
     _check(0 <= e.runtime.workers <= 64, "engine.runtime.workers", "must be 0 (auto) to 64")
     _check(bool(e.runtime.providers), "engine.runtime.providers", "must not be empty")
+    _check(e.idle_unload_s >= 0, "engine.idle_unload_s", "must be >= 0 (0: never unload)")
     d = e.decoder
     _check(2 <= d.first_window <= 400, "engine.decoder.first_window", "must be 2-400 frames")
     _check(1.0 <= d.window_growth <= 8.0, "engine.decoder.window_growth", "must be 1-8")

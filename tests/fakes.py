@@ -25,6 +25,7 @@ class FakeEngine:
         self.configured_voice = default_voice
         self.requests: list[SynthesisRequest] = []
         self.ready = True
+        self.residency = None  # no idle unload
         self._voices = [
             VoiceInfo("af_heart", "a", "en-US", "female"),
             VoiceInfo("bf_emma", "b", "en-GB", "female"),

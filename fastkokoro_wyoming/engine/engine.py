@@ -45,6 +45,7 @@ from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInf
 from .voices import Voice, VoiceStore
 
 if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
+    from .residency import Residency
     from .windowed.backend import WindowedBackend
 
 __all__ = ["Engine", "Prepared", "Segment"]
@@ -70,8 +71,10 @@ class Engine:
         languages: LanguageTable,
         traces: TraceSink | None = None,
         windowed: WindowedBackend | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self.cfg = cfg
+        self.residency = residency  # idle unload (engine.idle_unload_s), or None
         self.windowed = windowed  # None: whole-segment decoding only
         self.voice_store = voices
         self.vocab = vocab
@@ -108,6 +111,8 @@ class Engine:
         default_kernels().warmup()  # numba compiles (or loads its cache) here
 
     def close(self) -> None:
+        if self.residency is not None:
+            self.residency.close()
         self.scheduler.close()
         trace = self.session.end_profiling()
         if trace:

@@ -19,6 +19,7 @@ from .errors import ConfigError, UnknownVoice
 from .g2p import G2P
 from .languages import LanguageTable
 from .modelprep import plan_weights, prepare_model
+from .residency import Reloadable, Residency
 from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .scheduler import Scheduler
 from .settings import EngineConfig, ModelFiles
@@ -96,6 +97,16 @@ def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycl
             profile.dump_stats(str(settings.profile_dir / "warmup.prof"))
         else:
             engine.warmup()
+    if cfg.idle_unload_s > 0:
+        parts: list[Reloadable] = [session] + ([windowed.decoder] if windowed else [])
+        residency = Residency(
+            parts,
+            cfg.idle_unload_s,
+            lambda: scheduler.idle() and engine.active_streams == 0,
+        )
+        scheduler.before_job, scheduler.after_job = residency.before_job, residency.after_job
+        engine.residency = residency
+        residency.start()
     engine.ready = True
     _LOGGER.info(
         "Engine ready in %.1f s: %d voices (%d speakable here), provider %s, %s decoding",

@@ -271,6 +271,7 @@ class KokoroSession:
         self.device = "cuda" if is_gpu(self.provider) else "cpu"
         self.io_binding = io_binding
         self._graph: _GraphBuffers | None = None
+        self._settings: RuntimeSettings | None = None
 
     @classmethod
     def open(cls, model: Path, settings: RuntimeSettings) -> KokoroSession:
@@ -305,6 +306,7 @@ class KokoroSession:
             settings.io_binding == "auto" and session.get_providers()[0] in _GPU_PROVIDERS
         )
         kokoro = cls(session, contract, io_binding=binding or graph, path=Path(model))
+        kokoro._settings = settings  # for reload() after an idle unload
         if graph:
             if contract.kind != "bucket":
                 raise ConfigError(
@@ -323,9 +325,17 @@ class KokoroSession:
         )
         return kokoro
 
+    def unload(self) -> None:
+        """Drop the ORT session (its memory); :meth:`reload` reopens the same file."""
+        self.session, self._graph = None, None  # type: ignore[assignment]
+
+    def reload(self) -> None:
+        fresh = KokoroSession.open(self.path, self._settings)  # type: ignore[arg-type]
+        self.session, self._graph = fresh.session, fresh._graph
+
     def end_profiling(self) -> str | None:
         """Write the ORT profile (JSON, chrome://tracing) if profiling is on; its path."""
-        if not self.session.get_session_options().enable_profiling:
+        if self.session is None or not self.session.get_session_options().enable_profiling:
             return None
         return self.session.end_profiling()
 

@@ -62,6 +62,8 @@ class Scheduler:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._background: set[Future[Any]] = set()
+        self.before_job: Callable[[], None] | None = None  # run in the worker before a job
+        self.after_job: Callable[[], None] | None = None
         self._closed = False
         self.busy_workers = 0
         self._threads = [
@@ -80,6 +82,11 @@ class Scheduler:
         """Requests' model calls waiting (background work not counted)."""
         with self._cond:
             return self._foreground()
+
+    def idle(self) -> bool:
+        """Nothing queued (background included) and no worker busy."""
+        with self._cond:
+            return not self._heap and self.busy_workers == 0
 
     def _foreground(self) -> int:
         return len(self._heap) - sum(1 for e in self._heap if e[2] in self._background)
@@ -135,10 +142,14 @@ class Scheduler:
                     continue  # cancelled while queued: never run
                 self.busy_workers += 1
             try:
+                if self.before_job is not None:
+                    self.before_job()  # e.g. reload a model unloaded while idle
                 fut.set_result(fn())
             except BaseException as err:  # delivered to the awaiting request
                 fut.set_exception(err)
             finally:
+                if self.after_job is not None:
+                    self.after_job()
                 with self._cond:
                     self.busy_workers -= 1
 

@@ -46,6 +46,7 @@ def make_app(
     input limits, so both front ends apply the same rules.
     """
     metrics = metrics if metrics is not None else Metrics()
+    metrics.watch_model(lambda: engine.residency)
     origins = tuple(settings.cors_origins)
     app = web.Application(
         client_max_size=settings.max_body_bytes,

@@ -9,6 +9,8 @@ prometheus_client's metrics are thread-safe, so worker threads may record too.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +21,8 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 PREFIX = "fastkokoro"
 TTFA_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -101,6 +105,12 @@ class Metrics:
         """Responses streaming right now."""
         return self._active
 
+    def watch_model(self, state: Callable[[], ModelState | None]) -> None:
+        """Export the engine's idle-unload state at each scrape (``engine.idle_unload_s``):
+        ``fastkokoro_model_loaded``, ``fastkokoro_model_unloads_total``,
+        ``fastkokoro_model_reloads_total`` and ``fastkokoro_model_reload_seconds_total``."""
+        self.registry.register(_ModelCollector(state))
+
     def exposition(self, provider: str = "unknown") -> bytes:
         """The Prometheus text exposition, served with :attr:`content_type`."""
         self._info.info({"provider": provider})
@@ -109,3 +119,34 @@ class Metrics:
     def render(self, provider: str = "unknown") -> str:
         """:meth:`exposition` as text."""
         return self.exposition(provider).decode("utf-8")
+
+
+class ModelState(Protocol):
+    """What the engine's residency (engine/residency.py) reports."""
+
+    loaded: bool
+    unloads: int
+    reloads: int
+    reload_seconds: float
+
+
+class _ModelCollector(Collector):
+    """Reads the engine's residency when scraped (it changes in worker threads)."""
+
+    def __init__(self, state: Callable[[], ModelState | None]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.state()
+        if r is None:
+            return
+        yield GaugeMetricFamily(
+            f"{PREFIX}_model_loaded", "1 while the ONNX sessions are in memory.", int(r.loaded)
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_model_unloads", "Idle unloads (engine.idle_unload_s).", r.unloads
+        )
+        yield CounterMetricFamily(f"{PREFIX}_model_reloads", "Reloads after an unload.", r.reloads)
+        yield CounterMetricFamily(
+            f"{PREFIX}_model_reload_seconds", "Time spent reloading.", r.reload_seconds
+        )

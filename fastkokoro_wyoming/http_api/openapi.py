@@ -173,7 +173,15 @@ def _schemas(settings: HttpConfig) -> dict:
         },
         "Health": {
             "type": "object",
-            "properties": {"status": {"type": "string", "enum": ["ok", "loading"]}},
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "loading"]},
+                "model": {
+                    "type": "string",
+                    "enum": ["loaded", "unloaded"],
+                    "description": "unloaded: closed after engine.idle_unload_s without "
+                    "requests; the next request reloads it (still healthy)",
+                },
+            },
         },
     }
 

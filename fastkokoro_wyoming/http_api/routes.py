@@ -77,9 +77,14 @@ async def health(request: web.Request) -> web.Response:
 
     Open even with an API key: load balancers and container health checks carry none.
     """
-    if request.app[ENGINE_KEY].ready:
-        return web.json_response({"status": "ok"})
-    return web.json_response({"status": "loading"}, status=503)
+    engine = request.app[ENGINE_KEY]
+    if not engine.ready:
+        return web.json_response({"status": "loading"}, status=503)
+    # After an idle unload (engine.idle_unload_s) the server is still healthy: the next
+    # request reloads the model.
+    residency = engine.residency
+    model = "unloaded" if residency is not None and not residency.loaded else "loaded"
+    return web.json_response({"status": "ok", "model": model})
 
 
 async def metrics_text(request: web.Request) -> web.Response:

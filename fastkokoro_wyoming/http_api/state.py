@@ -16,7 +16,7 @@ from aiohttp import web
 
 from fastkokoro_wyoming.config import HttpConfig
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
-from fastkokoro_wyoming.http_api.metrics import Metrics
+from fastkokoro_wyoming.http_api.metrics import Metrics, ModelState
 
 
 class SpeechEngine(Protocol):
@@ -29,6 +29,7 @@ class SpeechEngine(Protocol):
     """
 
     ready: bool
+    residency: ModelState | None  # idle unload state (engine.idle_unload_s), or None
 
     def voices(self) -> list[VoiceInfo]: ...
 

@@ -343,7 +343,7 @@ async def test_loading_engine() -> None:
         assert "Retry-After" in headers
         engine.ready = True
         async with session.get(f"{base}/health") as r:
-            assert r.status == 200 and await r.json() == {"status": "ok"}
+            assert r.status == 200 and await r.json() == {"status": "ok", "model": "loaded"}
 
 
 # --- auth and CORS ---------------------------------------------------------------------

@@ -123,26 +123,25 @@ class WindowedBackend:
             self._blends.clear()
 
     def priors_for(self, voice: Voice) -> NormPriors | None:
-        """``voice``'s priors (a blend's mixed), or None while they are being built."""
+        """``voice``'s priors (a blend's mixed), or None while they are being built.
+        Priors cached on disk are read here, at once (a few hundred KB), so a voice's
+        requests never switch from whole to windowed midway through a session."""
         parts = [p for p in parse_blend(voice.name) if p.name]
         with self._lock:
-            if len(parts) == 1 and parts[0].name == voice.name:
-                found = self._priors.get(voice.name)
-            else:
-                found = self._blends.get(voice.name)
-            if found is not None:
-                return found
             missing = [p.name for p in parts if p.name not in self._priors]
-            if not missing and parts:
+        for name in missing:
+            self._calibrate_later(name)
+        with self._lock:
+            if len(parts) == 1 and parts[0].name == voice.name:
+                return self._priors.get(voice.name)
+            found = self._blends.get(voice.name)
+            if found is None and parts and all(p.name in self._priors for p in parts):
                 found = NormPriors.blend(
                     [(self._priors[p.name], p.weight or 1.0) for p in parts], voice.name
                 )
                 if len(self._blends) < MAX_BLENDS:
                     self._blends[voice.name] = found
-                return found
-        for name in missing:
-            self._calibrate_later(name)
-        return None
+            return found
 
     def _calibrate_later(self, name: str) -> None:
         """Queue ``name``'s calibration (cache first, if present). Voices are calibrated

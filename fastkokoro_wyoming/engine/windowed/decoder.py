@@ -138,6 +138,15 @@ class WindowedDecoder:
             str(self.graphs.path(name)), sess_options=self._options, providers=self._providers
         )
 
+    def unload(self) -> None:
+        """Drop every session (idle unload); :meth:`reload` reopens them."""
+        with self._lock:
+            self.front = self.fr = self.phase = self.generator = self._stats = None
+
+    def reload(self) -> None:
+        self.front, self.fr = self._open("front"), self._open("fr")
+        self.phase, self.generator = self._open("phase"), self._open("generator")
+
     @property
     def stats_session(self) -> Any:
         with self._lock:
