@@ -44,8 +44,8 @@ def test_watchdog_unloads_after_the_idle_time() -> None:
         r.after_job()
         time.sleep(0.05)
         assert part.loaded  # not idle long enough yet
-        for _ in range(40):
-            if not part.loaded:
+        for _ in range(100):
+            if r.unloads:
                 break
             time.sleep(0.05)
         assert not part.loaded and r.unloads == 1
