@@ -103,7 +103,7 @@ class Engine:
     def warmup(self) -> None:
         """One model call per shape class so the first real request is as fast as the tenth."""
         voice = self.voice_store.resolve(self.cfg.default_voice)
-        for n in (8, 48):
+        for n in (8, 48) if not self.session.lazy else ():  # lazy: closed, windows serve
             ids = self.vocab.encode("hˈɛlO wˈɜɹld " * 8)[:n]
             self.session.run(ids, voice.style_for(len(ids)), 1.0)
         if self.windowed is not None:  # the plan graphs, and each fixed window shape once

@@ -19,7 +19,7 @@ from .errors import ConfigError, UnknownVoice
 from .g2p import G2P
 from .languages import LanguageTable
 from .modelprep import plan_weights, prepare_model
-from .residency import Reloadable, Residency
+from .residency import Reloadable, Residency, trim_heap
 from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .scheduler import Scheduler
 from .settings import EngineConfig, ModelFiles
@@ -90,6 +90,13 @@ def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycl
         for name in dict.fromkeys((cfg.default_voice, *cfg.decoder.calibrate_voices)):
             for part in parse_blend(name):
                 windowed.prepare_voice(part.name)
+    if windowed is not None and windowed.priors_for(voices.resolve(cfg.default_voice)):
+        # The split graphs carry the same weights: while the default voice is windowed, the
+        # whole model only serves voices whose priors are still being built; it is reopened
+        # by the first such call (~1 s) instead of holding ~150 MB for it.
+        session.lazy = True
+        session.unload()
+        trim_heap()
     if cfg.warmup:
         if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
             profile = cProfile.Profile()

@@ -88,7 +88,7 @@ class Residency:
             for part in self.parts:
                 part.unload()
             gc.collect()
-            _trim_heap()
+            trim_heap()
             self.loaded = False
             self.unloads += 1
         _LOGGER.info("Model unloaded after %.0f s idle (engine.idle_unload_s)", self.idle_seconds)
@@ -102,7 +102,7 @@ class Residency:
                 self.unload_now()
 
 
-def _trim_heap() -> None:
+def trim_heap() -> None:
     """Give freed heap pages back to the OS (glibc keeps them otherwise, and RSS would
     not drop after the sessions are closed); a no-op where there is no glibc."""
     try:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ConfigError
+from .graph_buffers import GraphBuffers
 from .settings import GraphOptimization, IoBinding, choices
 
 if TYPE_CHECKING:
@@ -270,8 +271,12 @@ class KokoroSession:
         self.provider = session.get_providers()[0]
         self.device = "cuda" if is_gpu(self.provider) else "cpu"
         self.io_binding = io_binding
-        self._graph: _GraphBuffers | None = None
+        self._graph: GraphBuffers | None = None
         self._settings: RuntimeSettings | None = None
+        self._reopen = threading.Lock()
+        # lazy: closed while windowed decoding serves (its weights are the split graphs');
+        # reopened by the first whole-segment call that needs it
+        self.lazy = False
 
     @classmethod
     def open(cls, model: Path, settings: RuntimeSettings) -> KokoroSession:
@@ -313,7 +318,7 @@ class KokoroSession:
                     "engine.runtime.cuda_graph: needs a fixed-bucket model (input_lengths "
                     "contract); this model takes variable-length input"
                 )
-            kokoro._graph = _GraphBuffers(ort, session, contract, kokoro.device)
+            kokoro._graph = GraphBuffers(ort, session, contract, kokoro.device)
         _LOGGER.info(
             "Model %s: %s contract, capacity %d ids, providers %s%s%s",
             Path(model).name,
@@ -326,12 +331,20 @@ class KokoroSession:
         return kokoro
 
     def unload(self) -> None:
-        """Drop the ORT session (its memory); :meth:`reload` reopens the same file."""
-        self.session, self._graph = None, None  # type: ignore[assignment]
+        """Drop the ORT session (its memory); :meth:`reload` (or, when ``lazy``, the next
+        :meth:`run`) reopens the same file."""
+        with self._reopen:
+            self.session, self._graph = None, None  # type: ignore[assignment]
 
     def reload(self) -> None:
-        fresh = KokoroSession.open(self.path, self._settings)  # type: ignore[arg-type]
-        self.session, self._graph = fresh.session, fresh._graph
+        if not self.lazy:
+            self._ensure_open()
+
+    def _ensure_open(self) -> None:
+        with self._reopen:  # concurrent callers: one reopens, the others wait
+            if self.session is None:
+                fresh = KokoroSession.open(self.path, self._settings)  # type: ignore[arg-type]
+                self.session, self._graph = fresh.session, fresh._graph
 
     def end_profiling(self) -> str | None:
         """Write the ORT profile (JSON, chrome://tracing) if profiling is on; its path."""
@@ -372,6 +385,8 @@ class KokoroSession:
         return np.asarray(wave, dtype=np.float32).reshape(-1)
 
     def _run(self, feed: dict[str, np.ndarray], outputs: list[str], options: Any) -> list[Any]:
+        if self.session is None:
+            self._ensure_open()
         if not self.io_binding:
             return self.session.run(outputs, feed, options)
         binding = self.session.io_binding()
@@ -381,38 +396,3 @@ class KokoroSession:
             binding.bind_output(name, self.device)
         self.session.run_with_iobinding(binding, options)
         return binding.copy_outputs_to_cpu()
-
-
-class _GraphBuffers:
-    """Device buffers bound once for CUDA-graph replay of a fixed-shape (bucket) model."""
-
-    def __init__(self, ort: Any, session: Any, contract: Contract, device: str) -> None:
-        self._lock = threading.Lock()
-        self._session = session
-        self._inputs: dict[str, Any] = {}
-        self._outputs: list[Any] = []
-        self._binding = session.io_binding()
-        dtypes = {contract.speed: contract.speed_dtype}
-        for meta in session.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in meta.shape]
-            dtype = dtypes.get(meta.name, np.int64 if "int64" in meta.type else np.float32)
-            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, dtype), device, 0)
-            self._inputs[meta.name] = value
-            self._binding.bind_ortvalue_input(meta.name, value)
-        for name in (contract.audio, contract.duration):
-            meta = next(o for o in session.get_outputs() if o.name == name)
-            if not all(isinstance(d, int) for d in meta.shape):
-                raise ConfigError(
-                    f"engine.runtime.cuda_graph: output {name} has a dynamic shape {meta.shape}"
-                )
-            dtype = np.int64 if "int64" in meta.type else np.float32
-            value = ort.OrtValue.ortvalue_from_numpy(np.zeros(meta.shape, dtype), device, 0)
-            self._outputs.append(value)
-            self._binding.bind_ortvalue_output(name, value)
-
-    def run(self, feed: dict[str, np.ndarray], options: Any) -> list[np.ndarray]:
-        with self._lock:  # one captured graph, one set of buffers: replays take turns
-            for name, value in feed.items():
-                self._inputs[name].update_inplace(np.ascontiguousarray(value))
-            self._session.run_with_iobinding(self._binding, options)
-            return [v.numpy() for v in self._outputs]

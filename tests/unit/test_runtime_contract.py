@@ -203,12 +203,13 @@ def test_io_binding_gives_the_same_audio(tmp_path):
 
 def test_graph_buffers_update_in_place_between_calls(tmp_path):
     """The CUDA-graph path's buffer handling (bound once, updated in place), on the CPU."""
-    from fastkokoro_wyoming.engine.runtime import _GraphBuffers, import_onnxruntime
+    from fastkokoro_wyoming.engine.graph_buffers import GraphBuffers
+    from fastkokoro_wyoming.engine.runtime import import_onnxruntime
 
     path = build_bucket_model(tmp_path / "b.onnx", bucket=16)
     plain = KokoroSession.open(path, RuntimeSettings())
     replay = KokoroSession.open(path, RuntimeSettings())
-    replay._graph = _GraphBuffers(import_onnxruntime(), replay.session, replay.contract, "cpu")
+    replay._graph = GraphBuffers(import_onnxruntime(), replay.session, replay.contract, "cpu")
     rng = np.random.default_rng(1)
     for n in (3, 14, 1, 9):
         ids = [int(x) for x in rng.integers(1, 170, n)]
