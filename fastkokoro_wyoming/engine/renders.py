@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .plan import JOIN_LEAD, JOIN_TAIL, Segment
+from .plan import JOIN_LEAD, JOIN_SILENCE_LEVEL, JOIN_TAIL, Segment
 from .scheduler import Job, Priority, Scheduler
 from .trace import RequestTrace
 from .types import SAMPLE_RATE
@@ -97,6 +97,7 @@ class WindowedRender:
         self.first_sample = 0  # of the segment's audio, after join trimming
         self.trim = (0, 0)  # samples cut off the first and last window (join trimming)
         self.submitted = 0  # windows queued so far
+        self.edges = EdgeTrim(seg.joins_prev, seg.joins_next)
         self.waiting: deque[tuple[int, int]] = deque()  # window frame ranges not queued
         self.queued: deque[tuple[Job, slice]] = deque()  # in order; slice of the window
 
@@ -169,11 +170,13 @@ class WindowedRender:
         return bool(self.queued) and self.queued[0][0].result.done()
 
     def take(self) -> np.ndarray:
+        """The next window's audio (join edges trimmed; may be empty while trimming)."""
         if self.plan is None:
             self.plan_job.result.result()  # raises the plan's error
             raise RuntimeError("take() before the plan")
         job, keep = self.queued.popleft()
-        return job.result.result()[keep]
+        audio = job.result.result()[keep]
+        return self.edges.feed(audio, last=not self.waiting and not self.queued)
 
     @property
     def finished(self) -> bool:
@@ -187,3 +190,44 @@ class WindowedRender:
 
 
 Render = WholeRender | WindowedRender
+
+
+class EdgeTrim:
+    """:meth:`Segment.trim_join` for audio that arrives window by window.
+
+    The pads' durations already bound a cut segment's frames; Kokoro's silence can run
+    past them (the last punctuation is silent too), so this finds speech by level as the
+    whole-call path does: leading silence is dropped up to ``JOIN_LEAD`` before the speech,
+    and silence after speech is held back until more speech comes (then sent) or the
+    segment ends (then ``JOIN_TAIL`` of it is kept). Speech itself is never delayed.
+    """
+
+    def __init__(self, lead: bool, tail: bool) -> None:
+        self.lead = lead  # still before the first speech of a segment that continues one
+        self.tail = tail
+        self.held = np.empty(0, np.float32)  # silence not sent yet
+
+    def feed(self, audio: np.ndarray, last: bool) -> np.ndarray:
+        from .pcm import default_kernels  # the PCM kernels (numba or NumPy)
+
+        if not (self.lead or self.tail):
+            return audio
+        audio = np.concatenate([self.held, audio]) if self.held.size else audio
+        self.held = np.empty(0, np.float32)
+        speech = default_kernels().trim_bounds(audio, JOIN_SILENCE_LEVEL)
+        if speech.start == speech.stop:  # silence only so far
+            if self.lead:
+                self.held = audio[-JOIN_LEAD:]
+                return np.empty(0, np.float32)
+            if last:
+                return audio[:JOIN_TAIL]
+            self.held = audio
+            return np.empty(0, np.float32)
+        start = max(0, speech.start - JOIN_LEAD) if self.lead else 0
+        self.lead = False
+        if not self.tail:
+            return audio[start:]
+        if last:
+            return audio[start : min(audio.size, speech.stop + JOIN_TAIL)]
+        self.held = audio[speech.stop :]
+        return audio[start : speech.stop]

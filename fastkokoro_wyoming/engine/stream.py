@@ -92,8 +92,9 @@ class SpeechStream:
                     if head.finished:
                         self._finish_head(head.seconds)
                         chunk = self._with_gap(chunk)
-                    self._started()
-                    yield chunk
+                    if chunk.size:  # a window of trimmed join silence may be empty
+                        self._started()
+                        yield chunk
                     continue
                 if head is not None and head.finished:  # nothing left to take
                     self._finish_head(head.seconds)
