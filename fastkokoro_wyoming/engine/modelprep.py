@@ -267,7 +267,7 @@ def dequantize(src: Path, dst: Path) -> None:
     nodes = [replace.get(id(n), n) for n in model.graph.node if id(n) not in drop]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    _prune(model.graph)
+    prune_graph(model.graph)
     model.graph.ClearField("value_info")  # shapes of removed integer tensors
     onnx.save(model, str(dst))
     converted = sum(1 for _ in replace)
@@ -306,8 +306,9 @@ def _float_lstm(g: _Graph, node: Any, helper: Any) -> Any:
     return new
 
 
-def _prune(graph: Any) -> None:
-    """Drop nodes and initializers that no longer reach a graph output."""
+def prune_graph(graph: Any) -> None:
+    """Drop nodes and initializers that no longer reach a graph output, in place (the
+    weights rewrite and the windowed model split both use it)."""
     needed = {o.name for o in graph.output}
     keep = []
     for node in reversed(graph.node):

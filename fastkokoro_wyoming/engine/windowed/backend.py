@@ -28,6 +28,7 @@ from .decoder import WindowedDecoder
 from .norm_stats import (
     DEFAULT_ANCHORS,
     NormPriors,
+    StatsPool,
     calibration_ids,
     flatten_stats,
     load_or_calibrate,
@@ -161,7 +162,7 @@ class WindowedBackend:
         steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(DEFAULT_ANCHORS)
                  for ids in texts]  # fmt: skip
         with self._lock:
-            self._backlog.append(_Calibration(name, path, steps, _Pool(len(steps))))
+            self._backlog.append(_Calibration(name, path, steps, StatsPool(DEFAULT_ANCHORS)))
             idle = len(self._backlog) == 1
         if idle:
             _LOGGER.info("Building norm priors for %s in the background", name)
@@ -192,7 +193,7 @@ class WindowedBackend:
             _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
         else:
             cal.pool.add(anchor, *fut.result())
-            cal.done += 1
+            cal.done += 1  # on the event loop: no lock needed for the count
         if failed or cal.done == len(cal.steps):
             if not failed:
                 priors = cal.pool.priors(cal.name, self.decoder.graphs.channels)
@@ -221,41 +222,5 @@ class _Calibration:
     name: str
     path: Path
     steps: list[tuple[int, list[int], np.ndarray]]  # (anchor index, ids, style row)
-    pool: _Pool
+    pool: StatsPool
     done: int = 0
-
-
-class _Pool:
-    """Frame-weighted pooling of calibration statistics per anchor (as norm_stats.calibrate:
-    the statistics of the texts concatenated)."""
-
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
-        self.seen = 0
-        self.sums: dict[int, list[Any]] = {}
-        self.lock = threading.Lock()
-
-    def add(self, anchor: int, frames: int, mean: np.ndarray, var: np.ndarray) -> bool:
-        m, v = mean.astype(np.float64), var.astype(np.float64)
-        with self.lock:
-            s = self.sums.setdefault(anchor, [0, 0.0, 0.0])
-            s[0] += frames
-            s[1] = s[1] + frames * m
-            s[2] = s[2] + frames * (v + m**2)
-            self.seen += 1
-            return self.seen == self.expected
-
-    def priors(self, name: str, channels: tuple[int, ...]) -> NormPriors:
-        means, vars_ = [], []
-        for a in range(len(DEFAULT_ANCHORS)):
-            n, s1, s2 = self.sums[a]
-            mean = s1 / n
-            means.append(mean)
-            vars_.append(np.maximum(s2 / n - mean**2, 0.0))
-        return NormPriors(
-            name,
-            np.asarray(DEFAULT_ANCHORS, np.int64),
-            np.asarray(means, np.float32),
-            np.asarray(vars_, np.float32),
-            channels,
-        )

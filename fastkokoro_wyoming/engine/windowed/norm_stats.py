@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -179,29 +181,49 @@ def calibrate(
     """
     table = np.asarray(table, np.float32).reshape(STYLE_ROWS, -1)
     count = decoder.graphs.norm_count
-    means, vars_ = [], []
-    for row in anchors:
+    pool = StatsPool(anchors)
+    for a, row in enumerate(anchors):
         style = table[row : row + 1]
-        s1 = s2 = None
-        total = 0
         for ids in texts:
             xgen, f0, phase, _ = decoder.analyse(ids, style, speed)
             m, v = flatten_stats(decoder.exact_stats(xgen, f0, phase, style), count)
-            n = xgen.shape[-1]
-            m64, v64 = m.astype(np.float64), v.astype(np.float64)
-            s1 = n * m64 if s1 is None else s1 + n * m64
-            s2 = n * (v64 + m64**2) if s2 is None else s2 + n * (v64 + m64**2)
-            total += n
-        mean = s1 / total
-        means.append(mean)
-        vars_.append(np.maximum(s2 / total - mean**2, 0.0))
-    return NormPriors(
-        voice,
-        np.asarray(anchors, np.int64),
-        np.asarray(means, np.float32),
-        np.asarray(vars_, np.float32),
-        decoder.graphs.channels,
-    )
+            pool.add(a, xgen.shape[-1], m, v)
+    return pool.priors(voice, decoder.graphs.channels)
+
+
+class StatsPool:
+    """Frame-weighted pooling of calibration statistics per anchor: the statistics of the
+    texts concatenated (mean of means weighted by frames; variance = within-text variance
+    plus the spread of the texts' means). Used by :func:`calibrate` and by the engine's
+    background calibration, which adds one decode at a time; thread-safe."""
+
+    def __init__(self, anchors: Sequence[int]) -> None:
+        self.anchors = tuple(int(a) for a in anchors)
+        self.sums: dict[int, list[Any]] = {}  # anchor index -> [frames, sum m, sum v + m^2]
+        self.lock = threading.Lock()
+
+    def add(self, anchor: int, frames: int, mean: np.ndarray, var: np.ndarray) -> None:
+        m, v = mean.astype(np.float64), var.astype(np.float64)
+        with self.lock:
+            s = self.sums.setdefault(anchor, [0, 0.0, 0.0])
+            s[0] += frames
+            s[1] = s[1] + frames * m
+            s[2] = s[2] + frames * (v + m**2)
+
+    def priors(self, voice: str, channels: tuple[int, ...]) -> NormPriors:
+        means, vars_ = [], []
+        for a in range(len(self.anchors)):
+            n, s1, s2 = self.sums[a]
+            mean = s1 / n
+            means.append(mean)
+            vars_.append(np.maximum(s2 / n - mean**2, 0.0))
+        return NormPriors(
+            voice,
+            np.asarray(self.anchors, np.int64),
+            np.asarray(means, np.float32),
+            np.asarray(vars_, np.float32),
+            channels,
+        )
 
 
 def priors_path(

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from ..modelprep import prune_graph
 from .errors import GraphNotSupported
 
 __all__ = ["GraphNotSupported", "GraphIndex", "extract", "find_norms", "prune", "rename"]
@@ -154,19 +155,7 @@ def rename(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
 
 def prune(model: onnx.ModelProto) -> None:
     """Drop nodes and initializers no graph output depends on, in place."""
-    g = model.graph
-    needed = {o.name for o in g.output}
-    keep = []
-    for node in reversed(g.node):
-        if any(o in needed for o in node.output if o):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    keep.reverse()
-    del g.node[:]
-    g.node.extend(keep)
-    inits = [t for t in g.initializer if t.name in needed]
-    del g.initializer[:]
-    g.initializer.extend(inits)
+    prune_graph(model.graph)
 
 
 # --------------------------------------------------------------------------- instance norms
