@@ -78,6 +78,14 @@ class HttpConfig:
     cors_origins: tuple[str, ...] = ("*",)
     max_body_bytes: int = 1_048_576
     default_format: AudioFormat = "mp3"
+    # Slow or greedy clients (http_api/connections.py): a request's head must arrive
+    # within header_timeout_s of its first byte (of the connection, for the first), its
+    # body within body_timeout_s of the head; connections beyond the caps get 503.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 512
+    max_connections_per_peer: int = 64  # 0: no per-address cap (behind a proxy)
+    drain_timeout_s: float = 10.0  # on shutdown, time left to responses in flight
     voice_map: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICE_MAP))
 
 
@@ -95,6 +103,9 @@ class WyomingConfig:
     idle_timeout_s: float = 120.0  # close a connection with no event and no synthesis
     max_event_bytes: int = 1_048_576  # data/payload of one client event
     drain_timeout_s: float = 10.0  # on shutdown, time left to requests in flight
+    read_timeout_s: float = 5.0  # an event whose first byte came must be complete by then
+    max_connections: int = 128
+    max_connections_per_peer: int = 32  # 0: no per-address cap (behind a proxy)
 
 
 @dataclass(frozen=True)
@@ -326,6 +337,20 @@ def validate(cfg: Config) -> None:
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
     _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
     _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")
+    for key in ("interactive_max_wait_s", "bulk_max_wait_s", "interactive_lead_s"):
+        _check(getattr(e.limits, key) >= 0, f"engine.limits.{key}", "must be >= 0")
+    for section in ("http", "wyoming"):
+        part = getattr(cfg, section)
+        timeouts = ("header_timeout_s", "body_timeout_s") if section == "http" else ()
+        for key in (*timeouts, "read_timeout_s", "drain_timeout_s"):
+            if hasattr(part, key):
+                _check(getattr(part, key) > 0, f"{section}.{key}", "must be > 0 seconds")
+        _check(part.max_connections >= 1, f"{section}.max_connections", "must be >= 1")
+        _check(
+            part.max_connections_per_peer >= 0,
+            f"{section}.max_connections_per_peer",
+            "must be >= 0 (0: no per-address cap)",
+        )
     for name, port in (("http.port", cfg.http.port), ("wyoming.port", cfg.wyoming.port)):
         _check(0 <= port <= 65535, name, f"{port} is not a TCP port")
     _check(

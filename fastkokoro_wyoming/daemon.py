@@ -1,6 +1,6 @@
 """The daemon: one asyncio loop, one engine, the Wyoming server and the HTTP API.
 
-SIGTERM/SIGINT stop both listeners, let streams in flight finish (bounded by each
+SIGTERM/SIGINT close both listeners at once, let streams in flight finish (bounded by each
 server's own drain timeout), withdraw the zeroconf announcement and exit 0.
 """
 
@@ -33,12 +33,18 @@ class Daemon:
     owns_engine: bool = True  # False when the caller passed an engine in (tests share one)
 
     async def stop(self) -> None:
-        if self.wyoming is not None:
-            await self.wyoming.stop()  # unregisters zeroconf first, then drains
-        if self.http is not None:
-            await self.http.stop()
+        # Both listeners close at once, then drain together: a request that arrives after
+        # the signal is refused on either protocol (a balancer retries it on another
+        # replica) rather than served by the replica that is leaving, and the whole stop
+        # takes one drain timeout, not Wyoming's and then HTTP's.
+        services = [s for s in (self.wyoming, self.http) if s is not None]
+        # Wyoming's stop unregisters zeroconf first, then drains
+        results = await asyncio.gather(*(s.stop() for s in services), return_exceptions=True)
         if self.owns_engine:
             await asyncio.to_thread(self.engine.close)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def ready_line(self) -> str:
         parts = []
@@ -60,11 +66,13 @@ async def start(cfg: Config, engine: Engine | None = None) -> Daemon:
     owns = engine is None
     engine = engine or await load_engine(cfg.engine)
     http = wyoming = None
+    metrics = Metrics()  # one registry: /metrics reports both listeners
     try:
         if cfg.http.enabled:
-            http = await start_http_server(engine, cfg.http, Metrics())
+            http = await start_http_server(engine, cfg.http, metrics)
         if cfg.wyoming.enabled:
-            wyoming = await start_wyoming_server(engine, cfg.wyoming)
+            wyoming = await start_wyoming_server(engine, cfg.wyoming, on_cut=metrics.connection_cut)
+            metrics.watch_connections(wyoming.limits)
     except BaseException:
         await Daemon(cfg, engine, http, wyoming, owns).stop()
         raise

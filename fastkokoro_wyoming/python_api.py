@@ -28,6 +28,7 @@ from .assets import load_engine
 from .audio import StreamEncoder, float_to_pcm16
 from .config import Config, load_config
 from .engine import Engine, SynthesisRequest, VoiceInfo
+from .engine.timing import WordTiming
 
 _DONE = object()
 
@@ -81,8 +82,19 @@ class FastKokoro:
         speed: float = 1.0,
         lang: str | None = None,
         response_format: str = "wav",
-    ) -> bytes:
-        """The whole file (``wav`` gets a complete RIFF header; ``pcm`` is s16le 24 kHz)."""
+        timestamps: bool = False,
+    ) -> Any:
+        """The whole file (``wav`` gets a complete RIFF header; ``pcm`` is s16le 24 kHz).
+
+        ``timestamps=True``: ``(file, words)`` instead, ``words`` a list of
+        :class:`WordTiming` (``.word`` as written, ``.start``/``.end`` in seconds)."""
+        if timestamps:
+            fmt = "pcm" if response_format == "wav" else response_format
+            parts = list(self.stream(text, voice, speed=speed, lang=lang,
+                                     response_format=fmt, timestamps=True))  # fmt: skip
+            data = b"".join(p for p, _ in parts)
+            words = [w for _, ws in parts for w in ws]
+            return (_wav(data, self.sample_rate) if response_format == "wav" else data), words
         if response_format == "wav":
             pcm = b"".join(self.stream(text, voice, speed=speed, lang=lang, response_format="pcm"))
             buf = io.BytesIO()
@@ -104,9 +116,16 @@ class FastKokoro:
         speed: float = 1.0,
         lang: str | None = None,
         response_format: str = "pcm",
-    ) -> Iterator[bytes]:
-        """Encoded bytes as each segment is ready (one container for the whole text)."""
-        agen = self.astream(text, voice, speed=speed, lang=lang, response_format=response_format)
+        timestamps: bool = False,
+    ) -> Iterator[Any]:
+        """Encoded bytes as each segment is ready (one container for the whole text).
+
+        ``timestamps=True``: ``(bytes, words)`` pairs instead, ``words`` the
+        :class:`WordTiming` s that finished in those bytes."""
+        agen = self.astream(
+            text, voice, speed=speed, lang=lang, response_format=response_format,
+            timestamps=timestamps,
+        )  # fmt: skip
         try:
             while True:
                 chunk = self._call(_next(agen))
@@ -136,20 +155,26 @@ class FastKokoro:
         speed: float = 1.0,
         lang: str | None = None,
         response_format: str = "pcm",
-    ) -> AsyncIterator[bytes]:
+        timestamps: bool = False,
+    ) -> AsyncIterator[Any]:
         """Async variant of :meth:`stream`; runs on this object's own loop."""
         req = SynthesisRequest(text, voice=voice, lang=lang, speed=speed)
         prepared = self.engine.prepare(req)
         encoder = None if response_format == "pcm" else StreamEncoder(response_format)
+        held: tuple[WordTiming, ...] = ()  # words wait for the bytes that say them
         try:
-            async for chunk in self.engine.synthesize(prepared):
-                data = float_to_pcm16(chunk) if encoder is None else encoder.encode(chunk)
+            run = self.engine.synthesize_timed if timestamps else self.engine.synthesize
+            chunks: AsyncIterator[Any] = run(prepared)
+            async for chunk in chunks:
+                audio = chunk.audio if timestamps else chunk
+                held += chunk.words if timestamps else ()
+                data = float_to_pcm16(audio) if encoder is None else encoder.encode(audio)
                 if data:
-                    yield data
-            if encoder is not None:
-                tail = encoder.flush()
-                if tail:
-                    yield tail
+                    yield (data, held) if timestamps else data
+                    held = ()
+            tail = encoder.flush() if encoder is not None else b""
+            if tail or (timestamps and held):
+                yield (tail, held) if timestamps else tail
         finally:
             if encoder is not None:
                 encoder.close()
@@ -169,6 +194,16 @@ class FastKokoro:
         self.close()
 
 
+def _wav(pcm: bytes, rate: int) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
 async def _next(agen: AsyncIterator[bytes]) -> Any:
     try:
         return await agen.__anext__()
@@ -176,4 +211,4 @@ async def _next(agen: AsyncIterator[bytes]) -> Any:
         return _DONE
 
 
-__all__ = ["FastKokoro"]
+__all__ = ["FastKokoro", "WordTiming"]

@@ -65,7 +65,7 @@ class FakeEngine:
             raise UnknownVoice(f"unknown voice {req.voice!r}")
         return req
 
-    async def synthesize(self, req: SynthesisRequest) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, req: SynthesisRequest, **_: object) -> AsyncIterator[np.ndarray]:
         self.prepare(req)
         self.requests.append(req)
         pieces = [p for p in req.text.split(".") if p.strip()] or [req.text]

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .admission import Admission
 from .errors import (
-    Busy,
     EmptyText,
     InvalidSpeed,
     LanguageMismatch,
@@ -32,13 +32,14 @@ from .g2p import G2P
 from .languages import LanguageTable
 from .pcm import default_kernels
 from .plan import Prepared, Segment, SegmentPlanner
-from .renders import Due, Render, WholeRender, WindowedRender, estimate_seconds
+from .renders import Due, Render, WholeAudio, WholeRender, WindowedRender, estimate_seconds
 from .runtime import KokoroSession
 from .scheduler import Job, Priority, Scheduler
 from .sentences import split_sentences
 from .settings import EngineConfig, ModelFiles
 from .stream import SpeechStream
 from .text import Pause, clean, has_speech, split_pauses
+from .timing import SegmentTiming, TimedChunk, approximate_durations
 from .tokens import Vocab
 from .trace import RequestTrace, TraceSink
 from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
@@ -84,7 +85,8 @@ class Engine:
         self.languages = languages
         self.traces = traces  # per-request timings, when profiling is on
         self.ready = False
-        self.active_streams = 0
+        self._streams: set[SpeechStream] = set()
+        self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
         self._seq = itertools.count()
 
     # --- construction -------------------------------------------------------------------
@@ -190,20 +192,38 @@ class Engine:
             )
         return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
 
-    async def synthesize(self, prep: Prepared) -> AsyncIterator[np.ndarray]:
+    @property
+    def active_streams(self) -> int:
+        """Requests synthesizing now."""
+        return len(self._streams)
+
+    def _starting_streams(self) -> float:
+        """Admitted requests without their first audio yet, as the share of a first
+        audio's cost still ahead of them: a whole one while the text is in G2P, half
+        once the first model call is queued (that job is counted in the queue too)."""
+        return sum(1.0 if s.renders == 0 else 0.5 for s in self._streams if not s.playing)
+
+    async def synthesize(
+        self,
+        prep: Prepared,
+        *,
+        interactive: bool = False,
+        admitted: bool = False,
+        timed: bool = False,
+    ) -> AsyncIterator[np.ndarray]:
         """Float32 mono chunks at 24 kHz, one per segment or pause, as they are ready.
 
-        ``prep`` comes from :meth:`prepare`. Closing the iterator (or cancelling the
-        task that drives it) drops its queued model calls at once.
+        ``prep`` comes from :meth:`prepare`. ``interactive``: a client with a listener
+        waiting that does not retry (Wyoming): admitted under a longer wait bound, its
+        jobs ahead of bulk ones (engine/admission.py). Raises Busy before the first
+        chunk if refused. ``admitted``: it continues a reply already admitted (the
+        next sentence of a Wyoming stream), so it is never refused: half a reply is
+        worse than none. Closing the iterator (or cancelling the task that drives it)
+        drops its queued model calls at once. ``timed``: see :meth:`synthesize_timed`.
         """
         if isinstance(prep, SynthesisRequest):  # the Python API and old callers
             prep = self.prepare(prep)
-        if self.active_streams >= self.cfg.limits.max_streams:
-            raise Busy(
-                f"{self.active_streams} requests are synthesizing; the limit is "
-                f"{self.cfg.limits.max_streams}"
-            )
-        self.active_streams += 1
+        wait = self.admission.check(self.active_streams, interactive, admitted=admitted)
         trace = RequestTrace(
             self.traces,
             chars=sum(len(p) for p in prep.pieces if isinstance(p, str)),
@@ -211,15 +231,38 @@ class Engine:
             lang=prep.lang,
         )
         stream = SpeechStream(
-            prep, self.planner.plan(prep), self._start_render, self.cfg, next(self._seq), trace
+            prep,
+            self.planner.plan(prep, words=timed),
+            self._start_render,
+            self.cfg,
+            next(self._seq),
+            trace,
+            lead=self.admission.lead(interactive),
         )
+        self._streams.add(stream)
         try:
             # aclosing: closing this generator closes the stream's at once (drops its work)
-            async with contextlib.aclosing(stream.chunks()) as chunks:
+            chunks_of = stream.timed_chunks if timed else stream.chunks
+            async with contextlib.aclosing(chunks_of()) as chunks:  # type: ignore[attr-defined]
+                calibrate = wait.alone  # this request's first audio is what one costs
                 async for chunk in chunks:
+                    if calibrate and stream.playing:
+                        calibrate = False
+                        self.admission.observe_first_audio(stream.playback_start - stream.t0)
                     yield chunk
         finally:
-            self.active_streams -= 1
+            self._streams.discard(stream)
+
+    async def synthesize_timed(
+        self, prep: Prepared, *, interactive: bool = False
+    ) -> AsyncIterator[TimedChunk]:
+        """:meth:`synthesize` with word timestamps: :class:`TimedChunk` s, each with its
+        float32 ``audio`` and the ``words`` that finished in the audio so far (text as
+        written, seconds from the start of the output). The audio is the same."""
+        chunks = self.synthesize(prep, interactive=interactive, timed=True)
+        async with contextlib.aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk  # type: ignore[misc]
 
     def _start_render(
         self, seg: Segment, prep: Prepared, due: Due, trace: RequestTrace, admit: bool
@@ -260,6 +303,7 @@ class Engine:
         return WholeRender(
             self._submit_whole(seg, prep, due(0.0), trace, admit),
             estimate_seconds(seg, prep.speed),
+            seg,
         )
 
     def _submit_whole(
@@ -274,9 +318,11 @@ class Engine:
         options = self.session.run_options()
         submitted = time.perf_counter()
 
-        def run() -> np.ndarray:
+        def run() -> np.ndarray | WholeAudio:
             started = time.perf_counter()
             try:
+                if seg.words:
+                    return self._whole_timed(seg, style, prep.speed, options)
                 return seg.trim_join(self.session.run(seg.ids, style, prep.speed, options))
             finally:
                 trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
@@ -285,6 +331,20 @@ class Engine:
             options.terminate = True
 
         return self.scheduler.submit(run, priority, abort, admit=admit)
+
+    def _whole_timed(
+        self, seg: Segment, style: np.ndarray, speed: float, options: object
+    ) -> WholeAudio:
+        """One whole call and its token durations: the fixed-bucket contract returns them;
+        for a classic model the split model's front graph (~5 % of a call) predicts the
+        same ones; without it they are estimated from the audio (timing.py)."""
+        audio, durations, spf = self.session.run_timed(seg.ids, style, speed, options)
+        if durations is None and self.windowed is not None:
+            durations = self.windowed.decoder.durations(seg.ids, style, speed, options)
+        if durations is None:
+            durations = approximate_durations(len(seg.ids), audio, spf)
+        start, stop = seg.join_bounds(audio)
+        return WholeAudio(audio[start:stop], SegmentTiming(durations, spf, start))
 
     def phonemize(self, text: str, lang: str) -> str:
         """The phonemes the model would get for ``text`` (for tests and /dev tools)."""

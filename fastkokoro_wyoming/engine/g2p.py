@@ -94,6 +94,23 @@ class G2P:
         with self._locks[code]:  # misaki/spaCy/espeak objects are not documented thread-safe
             return fn(text)
 
+    def phonemize_tokens(
+        self, text: str, code: str, *, normalize: bool = True
+    ) -> tuple[str, str, list[tuple[str, str, str]] | None]:
+        """:meth:`phonemize` (the same phonemes), with what word timestamps need: the
+        text the G2P read (after the reading rules) and its word tokens ``(text,
+        phonemes, whitespace)`` where the G2P keeps them (misaki's English), else None."""
+        code = self._languages.resolve(code).code
+        fn = self._get(code)
+        if normalize:
+            text = _normalize(text, code)
+        tokenize = getattr(fn, "tokens", None)
+        with self._locks[code]:
+            if tokenize is None:
+                return text, fn(text), None
+            phonemes, tokens = tokenize(text)
+            return text, phonemes, tokens
+
     def _get(self, code: str) -> Phonemizer:
         fn = self._loaded.get(code)
         if fn is None:
@@ -172,8 +189,21 @@ def _english(british: bool) -> Phonemizer:
             self.fallback = espeak.EspeakFallback(british)
             self.unk = ""
 
-    g = _EnglishG2P()
-    return lambda text: g(text)[0]
+    return _Misaki(_EnglishG2P())
+
+
+class _Misaki:
+    """misaki's English G2P as a phonemizer that can also return its word tokens."""
+
+    def __init__(self, g2p: Any) -> None:
+        self.g2p = g2p
+
+    def __call__(self, text: str) -> str:
+        return self.g2p(text)[0]
+
+    def tokens(self, text: str) -> tuple[str, list[tuple[str, str, str]]]:
+        phonemes, tokens = self.g2p(text)
+        return phonemes, [(t.text, t.phonemes or "", t.whitespace) for t in tokens]
 
 
 def _latin_as_english() -> Phonemizer:

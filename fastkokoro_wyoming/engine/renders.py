@@ -18,12 +18,14 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .plan import JOIN_LEAD, JOIN_SILENCE_LEVEL, JOIN_TAIL, Segment
 from .scheduler import Job, Priority, Scheduler
+from .timing import SegmentTiming
 from .trace import RequestTrace
 from .types import SAMPLE_RATE
 
@@ -40,11 +42,21 @@ def estimate_seconds(seg: Segment, speed: float) -> float:
     return (len(seg.ids) * SECONDS_PER_ID + EDGE_SECONDS) / speed
 
 
+@dataclass(frozen=True)
+class WholeAudio:
+    """A whole call's result: the audio as emitted (joins trimmed) and, when the segment
+    carries words, how its ids map to that audio."""
+
+    audio: np.ndarray
+    timing: SegmentTiming | None = None
+
+
 class WholeRender:
     """The whole segment in one model call (``engine.decoder.streaming: false``)."""
 
-    def __init__(self, job: Job, seconds: float) -> None:
+    def __init__(self, job: Job, seconds: float, seg: Segment | None = None) -> None:
         self.job = job
+        self.seg = seg
         self.seconds = seconds  # an estimate; exact once the call is done
         self.known = False
         self.taken = False
@@ -55,14 +67,21 @@ class WholeRender:
     def advance(self, due: Due) -> None:
         if self.job.result.done() and not self.known and not self.job.result.cancelled():
             if self.job.result.exception() is None:
-                self.seconds, self.known = self.job.result.result().size / SAMPLE_RATE, True
+                self.seconds, self.known = _audio(self.job.result.result()).size / SAMPLE_RATE, True
 
     def ready(self) -> bool:
         return not self.taken and self.job.result.done()
 
     def take(self) -> np.ndarray:
         self.taken = True
-        return self.job.result.result()  # raises the call's error, if any
+        return _audio(self.job.result.result())  # raises the call's error, if any
+
+    @property
+    def timing(self) -> SegmentTiming | None:
+        """Set once the call is done, when the segment carries words."""
+        done = self.job.result.done() and not self.job.result.cancelled()
+        result = self.job.result.result() if done and not self.job.result.exception() else None
+        return result.timing if isinstance(result, WholeAudio) else None
 
     @property
     def finished(self) -> bool:
@@ -182,6 +201,15 @@ class WindowedRender:
     def finished(self) -> bool:
         return self.plan is not None and not self.waiting and not self.queued
 
+    @property
+    def timing(self) -> SegmentTiming | None:
+        """Once planned: the plan's durations; the head trim is final once a chunk of
+        this segment is out (leading silence is only dropped before its speech)."""
+        if self.plan is None:
+            return None
+        spf = self.plan.samples // self.plan.frames
+        return SegmentTiming(self.plan.durations, spf, self.first_sample + self.edges.dropped)
+
     def cancel(self) -> None:
         self.plan_job.cancel()
         for job, _ in self.queued:
@@ -190,6 +218,10 @@ class WindowedRender:
 
 
 Render = WholeRender | WindowedRender
+
+
+def _audio(result: np.ndarray | WholeAudio) -> np.ndarray:
+    return result.audio if isinstance(result, WholeAudio) else result
 
 
 class EdgeTrim:
@@ -206,6 +238,7 @@ class EdgeTrim:
         self.lead = lead  # still before the first speech of a segment that continues one
         self.tail = tail
         self.held = np.empty(0, np.float32)  # silence not sent yet
+        self.dropped = 0  # leading samples dropped (word timestamps shift by it)
 
     def feed(self, audio: np.ndarray, last: bool) -> np.ndarray:
         from .pcm import default_kernels  # the PCM kernels (numba or NumPy)
@@ -218,12 +251,14 @@ class EdgeTrim:
         if speech.start == speech.stop:  # silence only so far
             if self.lead:
                 self.held = audio[-JOIN_LEAD:]
+                self.dropped += audio.size - self.held.size
                 return np.empty(0, np.float32)
             if last:
                 return audio[:JOIN_TAIL]
             self.held = audio
             return np.empty(0, np.float32)
         start = max(0, speech.start - JOIN_LEAD) if self.lead else 0
+        self.dropped += start
         self.lead = False
         if not self.tail:
             return audio[start:]

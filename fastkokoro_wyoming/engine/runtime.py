@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLES_PER_FRAME = 480
+CLASSIC_SAMPLES_PER_FRAME = 600  # the classic model's audio is 600 * sum(durations)
 TAIL_SAMPLES = 3120
 CLASSIC_CAPACITY = 510  # 512 positions minus the two pad ids
 
@@ -360,6 +361,13 @@ class KokoroSession:
         self, ids: list[int], style: np.ndarray, speed: float, options: Any = None
     ) -> np.ndarray:
         """Phoneme ids (no pads) -> float32 audio at 24 kHz."""
+        return self.run_timed(ids, style, speed, options)[0]
+
+    def run_timed(
+        self, ids: list[int], style: np.ndarray, speed: float, options: Any = None
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """:meth:`run`, with the token durations (frames, pads included) when the model
+        returns them (the fixed-bucket contract) and the samples per frame."""
         c = self.contract
         n = len(ids)
         if n > c.capacity:
@@ -378,11 +386,13 @@ class KokoroSession:
             else:
                 wave, duration = self._run(feed, [c.audio, c.duration], options)
             wave = np.asarray(wave, dtype=np.float32).reshape(-1)
-            frames = int(np.asarray(duration).reshape(-1)[: n + 2].sum())
-            return wave[: min(wave.size, frames * SAMPLES_PER_FRAME + TAIL_SAMPLES)]
+            durations = np.rint(np.asarray(duration).reshape(-1)[: n + 2]).astype(np.int64)
+            frames = int(durations.sum())
+            wave = wave[: min(wave.size, frames * SAMPLES_PER_FRAME + TAIL_SAMPLES)]
+            return wave, durations, SAMPLES_PER_FRAME
         feed[c.ids] = np.asarray([[0, *ids, 0]], dtype=np.int64)
         (wave,) = self._run(feed, [c.audio], options)
-        return np.asarray(wave, dtype=np.float32).reshape(-1)
+        return np.asarray(wave, dtype=np.float32).reshape(-1), None, CLASSIC_SAMPLES_PER_FRAME
 
     def _run(self, feed: dict[str, np.ndarray], outputs: list[str], options: Any) -> list[Any]:
         if self.session is None:

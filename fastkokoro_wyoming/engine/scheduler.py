@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -66,6 +67,8 @@ class Scheduler:
         self.after_job: Callable[[], None] | None = None
         self._closed = False
         self.busy_workers = 0
+        # Recent model-call time (exponential average), for the admission's wait estimate.
+        self.mean_job_seconds = 0.0
         self._threads = [
             threading.Thread(target=self._work, name=f"kokoro-worker-{i}", daemon=True)
             for i in range(workers)
@@ -90,6 +93,19 @@ class Scheduler:
 
     def _foreground(self) -> int:
         return len(self._heap) - sum(1 for e in self._heap if e[2] in self._background)
+
+    def jobs_due_by(self, moment: float) -> int:
+        """Requests' queued jobs whose deadline (a priority's first element, on the
+        ``time.monotonic`` clock) is at or before ``moment``: what a new job due then
+        would wait behind under earliest-deadline-first."""
+        with self._cond:
+            entries = [e for e in self._heap if e[2] not in self._background]
+        due = 0
+        for priority, *_ in entries:
+            key = priority() if callable(priority) else priority
+            if key and key[0] <= moment:
+                due += 1
+        return due
 
     def submit(
         self,
@@ -141,6 +157,7 @@ class Scheduler:
                 if not fut.set_running_or_notify_cancel():
                     continue  # cancelled while queued: never run
                 self.busy_workers += 1
+            started = time.perf_counter()
             try:
                 if self.before_job is not None:
                     self.before_job()  # e.g. reload a model unloaded while idle
@@ -150,8 +167,11 @@ class Scheduler:
             finally:
                 if self.after_job is not None:
                     self.after_job()
+                took = time.perf_counter() - started
                 with self._cond:
                     self.busy_workers -= 1
+                    mean = self.mean_job_seconds
+                    self.mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
 
     def _next_index(self) -> int:
         """The queued job with the lowest priority now (ties: the older one). A linear

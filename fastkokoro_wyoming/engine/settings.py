@@ -91,9 +91,16 @@ class LimitsConfig:
     """What one request and the whole engine may take on."""
 
     max_input_chars: int = 4096  # OpenAI's limit
-    max_streams: int = 16  # requests synthesizing at once; more get "busy"
-    max_queue: int = 64  # model calls waiting; more get "busy"
+    max_streams: int = 32  # requests synthesizing at once (memory); more get "busy"
+    max_queue: int = 256  # model calls waiting: a backstop; the wait bounds refuse first
     max_request_seconds: float = 900.0  # wall time one request may take, reader included
+    # Admission (engine/admission.py): a new request is refused when the wait for its
+    # first audio, predicted from the queue, is over its kind's bound. Interactive
+    # (Wyoming: Home Assistant never retries) waits longer and goes first; bulk (HTTP)
+    # is refused first, with that wait as Retry-After.
+    interactive_max_wait_s: float = 10.0
+    bulk_max_wait_s: float = 4.0
+    interactive_lead_s: float = 2.0  # interactive jobs count as due this much earlier
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from .errors import SynthesisTimeout
 from .plan import Prepared, Segment
 from .renders import Due, Render
 from .settings import EngineConfig
+from .timing import TimedChunk, WordClock
 from .trace import RequestTrace
 from .types import SAMPLE_RATE
 
@@ -46,8 +47,10 @@ class SpeechStream:
         cfg: EngineConfig,
         seq: int,
         trace: RequestTrace,
+        lead: float = 0.0,
     ) -> None:
         self.prep = prep
+        self.lead = lead  # its jobs count as due this much earlier (interactive requests)
         self.plan = plan
         self.start_render = start_render
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
@@ -68,6 +71,10 @@ class SpeechStream:
         self.done_seconds = 0.0  # audio of the items already finished
         self.outcome = "cancelled"
         self.playing = False  # the first chunk is out
+        # What the chunk just yielded came from (word timestamps): a render or a pause,
+        # and how many of its samples are that source's (the rest is the gap after it).
+        self.source: Render | np.ndarray | None = None
+        self.from_source = 0
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
         """Float32 chunks as they are ready; closing this drops queued work."""
@@ -85,10 +92,12 @@ class SpeechStream:
                 if isinstance(head, np.ndarray):  # a pause: silence already, no gap
                     self._finish_head(head.size / SAMPLE_RATE)
                     self._started()
+                    self.source, self.from_source = head, head.size
                     yield head
                     continue
                 if head is not None and head.ready():
                     chunk = head.take()
+                    self.source, self.from_source = head, chunk.size  # before the gap
                     if head.finished:
                         self._finish_head(head.seconds)
                         chunk = self._with_gap(chunk)
@@ -122,6 +131,27 @@ class SpeechStream:
             raise
         finally:
             self._drop()
+
+    async def timed_chunks(self) -> AsyncIterator[TimedChunk]:
+        """:meth:`chunks` with the words each chunk finished (segments planned with
+        words); a last chunk may be empty, carrying only words."""
+        clock = WordClock()
+        async with contextlib.aclosing(self.chunks()) as chunks:
+            async for chunk in chunks:
+                source = self.source
+                render = None if isinstance(source, np.ndarray) else source
+                words = clock.advance(
+                    chunk.size,
+                    source,
+                    self.from_source,
+                    render.seg.words if render is not None and render.seg is not None else (),
+                    render.timing if render is not None else None,
+                    render.finished if render is not None else True,
+                )
+                yield TimedChunk(chunk, words)
+        rest = clock.finish()
+        if rest:
+            yield TimedChunk(np.zeros(0, np.float32), rest)
 
     def _started(self) -> None:
         """A chunk goes out; the first one starts the listener's clock."""
@@ -206,9 +236,11 @@ class _Deadline:
         position = stream.position_of(self.render) + seconds
         seq = float(stream.seq)
         if position <= 0:
-            arrival = stream.t0  # the first audio is due on arrival, whatever happens later
+            # the first audio is due on arrival, whatever happens later
+            arrival = stream.t0 - stream.lead
             return lambda: (arrival, seq)
-        return lambda: (stream.playback_start + position, seq)
+        lead = stream.lead
+        return lambda: (stream.playback_start + position - lead, seq)
 
 
 def _retrieve(fut: asyncio.Future[object]) -> None:

@@ -12,6 +12,8 @@ import logging
 from aiohttp import web
 
 from fastkokoro_wyoming.config import HttpConfig
+from fastkokoro_wyoming.http_api.captioned import captioned_speech
+from fastkokoro_wyoming.http_api.connections import GUARD_KEY, ConnectionGuard, GuardedSite
 from fastkokoro_wyoming.http_api.errors import (
     auth_middleware,
     cors_on_prepare,
@@ -21,6 +23,7 @@ from fastkokoro_wyoming.http_api.errors import (
 )
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.openapi import build_openapi
+from fastkokoro_wyoming.http_api.page import add_page_routes
 from fastkokoro_wyoming.http_api.params import merge_voice_map
 from fastkokoro_wyoming.http_api.routes import (
     get_model,
@@ -47,15 +50,21 @@ def make_app(
     """
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch_model(lambda: engine.residency)
+    metrics.watch_admission(lambda: getattr(engine, "admission", None))
     origins = tuple(settings.cors_origins)
+    guard = ConnectionGuard(settings, metrics.connection_cut)
+    metrics.watch_connections(guard.limits)
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[
+            guard.track_requests,
             cors_preflight_middleware(origins),
             error_middleware(metrics),
+            guard.read_body_in_time,
             auth_middleware(settings.api_key, open_paths(settings.public_catalog)),
         ],
     )
+    app[GUARD_KEY] = guard
     app[ENGINE_KEY] = engine
     app[STATE_KEY] = ApiState(
         settings=settings,
@@ -66,6 +75,7 @@ def make_app(
     if origins:
         app.on_response_prepare.append(cors_on_prepare(origins))
     app.router.add_post("/v1/audio/speech", speech)
+    app.router.add_post("/dev/captioned_speech", captioned_speech)  # word timestamps
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id}", get_model)
     app.router.add_get("/v1/audio/models", list_audio_models)
@@ -73,6 +83,7 @@ def make_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_text)
     app.router.add_get("/openapi.json", openapi)
+    add_page_routes(app)  # GET /: the voice-audition page (static files)
     return app
 
 
@@ -83,10 +94,13 @@ class HttpService:
     runner so shutdown drains streams in flight (bounded) instead of cutting them.
     """
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, drain_timeout_s: float = 10.0
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
+        self.drain_timeout_s = drain_timeout_s
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -95,10 +109,12 @@ class HttpService:
             return
         # handler_cancellation: a client that hangs up cancels its handler at once, which
         # closes the engine stream and aborts the model call in flight.
-        runner = web.AppRunner(self.app, shutdown_timeout=5.0, handler_cancellation=True)
+        runner = web.AppRunner(
+            self.app, shutdown_timeout=self.drain_timeout_s, handler_cancellation=True
+        )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.requested_port).start()
+            await GuardedSite(runner, self.host, self.requested_port, self.app[GUARD_KEY]).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -106,7 +122,7 @@ class HttpService:
         _LOGGER.info("OpenAI-compatible API listening on http://%s:%s", self.host, self.port)
 
     async def stop(self) -> None:
-        """Stop listening and let responses in flight finish (up to 5 s)."""
+        """Stop listening and let responses in flight finish (``http.drain_timeout_s``)."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -123,6 +139,8 @@ async def start_http_server(
     engine: SpeechEngine, settings: HttpConfig, metrics: Metrics | None = None
 ) -> HttpService:
     """Build the app and start listening on ``settings.host``/``settings.port``."""
-    service = HttpService(make_app(engine, settings, metrics), settings.host, settings.port)
+    service = HttpService(
+        make_app(engine, settings, metrics), settings.host, settings.port, settings.drain_timeout_s
+    )
     await service.start()
     return service

@@ -21,7 +21,11 @@ _LOGGER = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-PUBLIC_PATHS = frozenset({"/health"})  # open whatever the settings: probes carry no key
+# The audition page (page.py): static files with no data; the page asks for the key when
+# a request it makes answers 401, so loading it must not need one.
+PAGE_PATHS = frozenset({"/", "/static/{name}"})
+# open whatever the settings: probes carry no key, and the page is how a person enters it
+PUBLIC_PATHS = frozenset({"/health"}) | PAGE_PATHS
 # Open too with ``http.public_catalog`` (the default): Open WebUI fetches these without its
 # key, and they list only what any client could guess. Route templates, as aiohttp and the
 # OpenAPI document name them, so ``/v1/models/{model_id}`` covers every id.

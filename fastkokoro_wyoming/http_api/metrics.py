@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -34,8 +34,9 @@ class Metrics:
 
     Exposed names (``_created`` series aside): ``fastkokoro_requests_total{format}``,
     ``fastkokoro_errors_total{code}``, ``fastkokoro_time_to_first_audio_seconds``,
-    ``fastkokoro_real_time_factor``, ``fastkokoro_active_streams`` and
-    ``fastkokoro_info{provider}``.
+    ``fastkokoro_real_time_factor``, ``fastkokoro_active_streams``,
+    ``fastkokoro_connections_cut_total{protocol,reason}``,
+    ``fastkokoro_open_connections{protocol}`` and ``fastkokoro_info{provider}``.
     """
 
     content_type = CONTENT_TYPE_LATEST
@@ -68,6 +69,14 @@ class Metrics:
             f"{PREFIX}_active_streams", "Responses currently streaming audio.", registry=reg
         )
         self._info = Info(PREFIX, "Static facts about the running engine.", registry=reg)
+        self._cuts = Counter(
+            f"{PREFIX}_connections_cut",
+            "Connections refused (over a cap) or closed (too slow), by listener and reason.",
+            ["protocol", "reason"],
+            registry=reg,
+        )
+        self._listeners: list[ConnectionCount] = []  # watch_connections adds to it
+        reg.register(_ConnectionsCollector(self._listeners))
         # The gauge never goes below zero (a stray finish must not report -1 streams).
         self._lock = threading.Lock()
         self._active = 0
@@ -100,6 +109,15 @@ class Metrics:
         """Wall time of a whole synthesis divided by the audio duration it produced."""
         self._rtf.observe(factor)
 
+    def connection_cut(self, protocol: str, reason: str) -> None:
+        """Count one connection refused or cut (peers.py gives the reasons)."""
+        self._cuts.labels(protocol=protocol, reason=reason).inc()
+
+    def watch_connections(self, limits: ConnectionCount) -> None:
+        """Export a listener's open connections at each scrape:
+        ``fastkokoro_open_connections{protocol}``."""
+        self._listeners.append(limits)
+
     @property
     def active_streams(self) -> int:
         """Responses streaming right now."""
@@ -110,6 +128,12 @@ class Metrics:
         ``fastkokoro_model_loaded``, ``fastkokoro_model_unloads_total``,
         ``fastkokoro_model_reloads_total`` and ``fastkokoro_model_reload_seconds_total``."""
         self.registry.register(_ModelCollector(state))
+
+    def watch_admission(self, state: Callable[[], AdmissionState | None]) -> None:
+        """Export the engine's admission at each scrape: ``fastkokoro_refused_total{kind}``
+        and ``fastkokoro_predicted_wait_seconds{kind}`` (the wait a new request would see:
+        the signal to scale out on)."""
+        self.registry.register(_AdmissionCollector(state))
 
     def exposition(self, provider: str = "unknown") -> bytes:
         """The Prometheus text exposition, served with :attr:`content_type`."""
@@ -150,3 +174,60 @@ class _ModelCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_model_reload_seconds", "Time spent reloading.", r.reload_seconds
         )
+
+
+class ConnectionCount(Protocol):
+    """What a listener's connection limits (peers.PeerLimits) report."""
+
+    protocol: str
+    total: int
+
+
+class _ConnectionsCollector(Collector):
+    """Reads a listener's open-connection count when scraped."""
+
+    def __init__(self, listeners: list[ConnectionCount]) -> None:
+        self.listeners = listeners
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_open_connections",
+            "Client connections open, by listener.",
+            labels=["protocol"],
+        )
+        for limits in self.listeners:
+            family.add_metric([limits.protocol], limits.total)
+        yield family
+
+
+class AdmissionState(Protocol):
+    """What the engine's admission (engine/admission.py) reports."""
+
+    refused: dict[str, int]
+
+    def estimate(self, interactive: bool) -> Any: ...
+
+
+class _AdmissionCollector(Collector):
+    """Reads the engine's admission counters and predicted waits when scraped."""
+
+    def __init__(self, state: Callable[[], AdmissionState | None]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        a = self.state()
+        if a is None:
+            return
+        refused = CounterMetricFamily(
+            f"{PREFIX}_refused", "Requests refused as busy, by kind.", labels=["kind"]
+        )
+        wait = GaugeMetricFamily(
+            f"{PREFIX}_predicted_wait_seconds",
+            "Predicted wait for a new request's first audio, by kind.",
+            labels=["kind"],
+        )
+        for kind, interactive in (("interactive", True), ("bulk", False)):
+            refused.add_metric([kind], a.refused.get(kind, 0))
+            wait.add_metric([kind], a.estimate(interactive).seconds)
+        yield refused
+        yield wait

@@ -102,14 +102,58 @@ def _speech_body(default_format: str) -> dict:
                 "type": "object",
                 "properties": {"normalize": {"type": ["boolean", "null"], "default": True}},
             },
+            "timestamps": {
+                "type": "boolean",
+                "default": False,
+                "description": "Extension, with stream_format `sse` only (400 otherwise): "
+                "`speech.audio.timestamps` events with the words each delta finished.",
+            },
         },
         "additionalProperties": True,
     }
 
 
+def _captioned_request(default_format: str) -> dict:
+    """Kokoro-FastAPI's CaptionedSpeechRequest: the speech body plus return_timestamps."""
+    body = _speech_request(default_format)
+    props = dict(body["properties"])
+    props.pop("timestamps")
+    props["stream_format"] = {**props["stream_format"], "description": "Ignored here."}
+    props["stream"] = {
+        "type": ["boolean", "null"],
+        "default": True,
+        "description": "true: NDJSON (`application/x-ndjson`), one CaptionedSpeech per "
+        "line with that line's audio and the words it finished; false: one JSON object.",
+    }
+    props["return_timestamps"] = {"type": ["boolean", "null"], "default": True}
+    return {**body, "properties": props}
+
+
 def _schemas(settings: HttpConfig) -> dict:
     return {
         "SpeechRequest": _speech_request(settings.default_format),
+        "CaptionedSpeechRequest": _captioned_request(settings.default_format),
+        "WordTimestamp": {
+            "type": "object",
+            "required": ["word", "start_time", "end_time"],
+            "properties": {
+                "word": {"type": "string", "description": "As written in `input`."},
+                "start_time": {"type": "number", "description": "Seconds into the audio."},
+                "end_time": {"type": "number"},
+            },
+        },
+        "CaptionedSpeech": {
+            "type": "object",
+            "required": ["audio", "audio_format", "timestamps"],
+            "properties": {
+                "audio": {"type": "string", "contentEncoding": "base64"},
+                "audio_format": {"type": "string", "description": "Content type, audio/mpeg"},
+                "timestamps": {
+                    "type": ["array", "null"],
+                    "items": {"$ref": _REF + "WordTimestamp"},
+                },
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -189,7 +233,9 @@ def _schemas(settings: HttpConfig) -> dict:
 def _sse_description() -> str:
     return (
         "Events `speech.audio.delta` (`audio`: base64 bytes of the response_format) "
-        "then one `speech.audio.done` with `usage`."
+        "then one `speech.audio.done` with `usage`. With `timestamps: true`, a "
+        "`speech.audio.timestamps` event (`timestamps`: WordTimestamp list) follows the "
+        "delta whose audio finished those words."
     )
 
 
@@ -226,6 +272,32 @@ def build_openapi(settings: HttpConfig) -> dict:
                     },
                     "responses": {
                         "200": {"description": "Audio, or SSE events", "content": audio},
+                        **_errors(400, 401, 413, 500, 503),
+                    },
+                }
+            },
+            "/dev/captioned_speech": {
+                "post": {
+                    "summary": "Speech with word timestamps (Kokoro-FastAPI's route)",
+                    "operationId": "createCaptionedSpeech",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": _REF + "CaptionedSpeechRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "One CaptionedSpeech (stream=false), or NDJSON lines",
+                            "content": {
+                                "application/json": {"schema": {"$ref": _REF + "CaptionedSpeech"}},
+                                "application/x-ndjson": {
+                                    "schema": {"$ref": _REF + "CaptionedSpeech"}
+                                },
+                            },
+                        },
                         **_errors(400, 401, 413, 500, 503),
                     },
                 }

@@ -50,6 +50,7 @@ class SpeechParams:
     stream: bool
     model: str
     instructions: str | None
+    timestamps: bool = False  # extension: word timings as SSE events (stream_format sse)
 
 
 def merge_voice_map(overrides: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -141,6 +142,7 @@ def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, st
     speed = _speed(body)
     stream = _typed(body, "stream", bool, "true or false")
     instructions = _typed(body, "instructions", str, "a string")
+    timestamps = _typed(body, "timestamps", bool, "true or false")
     lang = _typed(body, "lang_code", str, "a string") or _typed(body, "lang", str, "a string")
     options = _typed(body, "normalization_options", Mapping, "an object") or {}
     normalize = _typed(
@@ -161,4 +163,5 @@ def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, st
         stream=True if stream is None else stream,
         model=model,
         instructions=instructions or None,
+        timestamps=bool(timestamps),
     )

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
 from fastkokoro_wyoming.engine.errors import EngineError
+from fastkokoro_wyoming.engine.timing import TimedChunk, WordTiming
 from fastkokoro_wyoming.http_api.errors import ApiError, error_body, openai_code
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import SpeechParams, parse_speech_body
@@ -45,22 +46,33 @@ async def speech(request: web.Request) -> web.StreamResponse:
             503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
         )
     params = parse_speech_body(
-        await _read_json(request), state.settings.default_format, state.voice_map
+        await read_json(request), state.settings.default_format, state.voice_map
     )
+    if params.timestamps and params.stream_format != "sse":
+        raise ApiError(
+            400,
+            "'timestamps' needs stream_format 'sse' (word timings travel as SSE events); "
+            "for timestamps with whole audio use POST /dev/captioned_speech.",
+            param="timestamps",
+            code="invalid_value",
+        )
     if params.instructions and not state.instructions_logged:
         state.instructions_logged = True
         _LOGGER.info("Ignoring 'instructions': Kokoro has no prompt-controlled style")
     prepared = engine.prepare(params.request)
     state.metrics.observe_request(params.fmt)
 
-    chunks = engine.synthesize(prepared)
+    if params.timestamps:
+        chunks: AsyncIterator[Any] = engine.synthesize_timed(prepared)
+    else:
+        chunks = engine.synthesize(prepared)
     async with contextlib.aclosing(chunks):  # closing the generator stops synthesis on disconnect
         first = await anext(chunks, None)  # an EngineError here is still a JSON error
         encoder = await asyncio.to_thread(StreamEncoder, params.fmt)
-        encoded = _encode(first, chunks, encoder)
+        encoded = encode_chunks(first, chunks, encoder)
         if not params.stream and params.stream_format == "audio":
             async with contextlib.aclosing(encoded):
-                body = b"".join([part async for part in encoded])
+                body = b"".join([part async for part, _ in encoded])
             state.metrics.observe_ttfa(time.perf_counter() - received)
             _observe_rtf(state.metrics, received, encoder)
             return web.Response(body=body, headers=_audio_headers(params, encoder))
@@ -71,18 +83,27 @@ async def speech(request: web.Request) -> web.StreamResponse:
             state.metrics.stream_finished()
 
 
-async def _encode(
-    first: np.ndarray | None, chunks: AsyncIterator[np.ndarray], encoder: StreamEncoder
-) -> AsyncIterator[bytes]:
+async def encode_chunks(
+    first: np.ndarray | TimedChunk | None,
+    chunks: AsyncIterator[np.ndarray] | AsyncIterator[TimedChunk],
+    encoder: StreamEncoder,
+) -> AsyncIterator[tuple[bytes, tuple[WordTiming, ...]]]:
+    """Encoded bytes as they come, each with the words finished in them (timed chunks).
+    An encoder may hold a chunk's audio back (mp3 frames): its words wait with it, so a
+    word is never announced before the bytes that say it."""
+    held: tuple[WordTiming, ...] = ()
     chunk = first
     while chunk is not None:
-        data = await asyncio.to_thread(encoder.encode, chunk)
+        audio = chunk.audio if isinstance(chunk, TimedChunk) else chunk
+        held += chunk.words if isinstance(chunk, TimedChunk) else ()
+        data = await asyncio.to_thread(encoder.encode, audio) if audio.size else b""
         if data:
-            yield data
+            yield data, held
+            held = ()
         chunk = await anext(chunks, None)
     tail = await asyncio.to_thread(encoder.flush)
-    if tail:
-        yield tail
+    if tail or held:
+        yield tail, held
 
 
 def _audio_headers(params: SpeechParams, encoder: StreamEncoder) -> dict[str, str]:
@@ -104,11 +125,12 @@ _SSE_HEADERS = {
 async def _stream(
     request: web.Request,
     params: SpeechParams,
-    encoded: AsyncIterator[bytes],
+    encoded: AsyncIterator[tuple[bytes, tuple[WordTiming, ...]]],
     encoder: StreamEncoder,
     received: float,
 ) -> web.StreamResponse:
-    """Send encoded audio as it comes: raw chunked bytes, or SSE delta events."""
+    """Send encoded audio as it comes: raw chunked bytes, or SSE delta events (each
+    followed, with ``timestamps``, by the words its audio finished)."""
     metrics = request.app[STATE_KEY].metrics
     sse = params.stream_format == "sse"
     response = web.StreamResponse(headers=_SSE_HEADERS if sse else _audio_headers(params, encoder))
@@ -117,8 +139,11 @@ async def _stream(
     sent_first = False
     try:
         async with contextlib.aclosing(encoded):
-            async for data in encoded:
-                await response.write(_sse(_delta(data)) if sse else data)
+            async for data, words in encoded:
+                if data:
+                    await response.write(_sse(_delta(data)) if sse else data)
+                if sse and words:
+                    await response.write(_sse(timestamps_event(words)))
                 if not sent_first:
                     sent_first = True
                     metrics.observe_ttfa(time.perf_counter() - received)
@@ -147,6 +172,11 @@ async def _stream(
         return response
     _observe_rtf(metrics, received, encoder)
     return response
+
+
+def timestamps_event(words: tuple[WordTiming, ...]) -> dict:
+    """The SSE extension's event (``"timestamps": true``): words finished so far."""
+    return {"type": "speech.audio.timestamps", "timestamps": [w.as_dict() for w in words]}
 
 
 def _delta(data: bytes) -> dict:
@@ -180,7 +210,7 @@ def _observe_rtf(metrics: Metrics, started: float, encoder: StreamEncoder) -> No
         metrics.observe_rtf((time.perf_counter() - started) / encoder.duration)
 
 
-async def _read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request) -> Any:
     raw = await request.read()  # raises 413 past client_max_size
     try:
         return json.loads(raw)

@@ -15,6 +15,7 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.config import HttpConfig
+from fastkokoro_wyoming.engine.timing import TimedChunk
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
 from fastkokoro_wyoming.http_api.metrics import Metrics, ModelState
 
@@ -38,6 +39,8 @@ class SpeechEngine(Protocol):
     def prepare(self, req: SynthesisRequest) -> object: ...
 
     def synthesize(self, prepared: object) -> AsyncGenerator[np.ndarray, None]: ...
+
+    def synthesize_timed(self, prepared: object) -> AsyncGenerator[TimedChunk, None]: ...
 
 
 @dataclass

@@ -38,8 +38,9 @@ from ..engine.errors import EmptyText, EngineError
 from ..engine.sentences import SentenceSplitter
 from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from ..engine.voices import Voice
+from ..peers import READ_TIMEOUT, PeerLimits, peer_host
 from .framing import PcmFramer
-from .reader import ProtocolError, read_event
+from .reader import FrameTimeout, ProtocolError, read_event
 
 if TYPE_CHECKING:
     from ..config import WyomingConfig
@@ -57,7 +58,9 @@ class EngineLike(Protocol):
     def voices(self) -> list[VoiceInfo]: ...
     def voice_for(self, voice: str | None, lang: str | None = None) -> Voice: ...
     def prepare(self, req: SynthesisRequest) -> Any: ...
-    def synthesize(self, req: Any) -> AsyncIterator[np.ndarray]: ...  # a request or prepare()'s
+    def synthesize(  # a request or prepare()'s
+        self, req: Any, *, interactive: bool = False, admitted: bool = False
+    ) -> AsyncIterator[np.ndarray]: ...
 
 
 def describe_voice(voice: VoiceInfo) -> str:
@@ -123,7 +126,8 @@ class _Stream(_Reply):
 
 
 class WyomingHandler(AsyncEventHandler):
-    """One client connection; build with ``partial(WyomingHandler, engine, settings, info)``."""
+    """One client connection; build with ``partial(WyomingHandler, engine, settings, info,
+    limits=...)`` (``limits``: the listener's connection caps, shared by its handlers)."""
 
     def __init__(
         self,
@@ -132,10 +136,16 @@ class WyomingHandler(AsyncEventHandler):
         info: Info,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        limits: PeerLimits | None = None,
     ) -> None:
         super().__init__(reader, writer)
         self._engine = engine
         self._settings = settings
+        self._limits = limits or PeerLimits(
+            "wyoming", settings.max_connections, settings.max_connections_per_peer
+        )
+        self._peer = peer_host(writer.get_extra_info("peername"))
         self._info_event = info.event()
         self._chunk_samples = max(1, int(settings.samples_per_chunk))
         self._stream: _Stream | None = None
@@ -154,39 +164,58 @@ class WyomingHandler(AsyncEventHandler):
         return True
 
     async def run(self) -> None:
-        """Read events with limits and an idle timeout (the base class trusts the client)."""
+        """Read events with limits and timeouts (the base class trusts the client): the
+        connection caps, an idle timeout between events, and a short read timeout once
+        an event has started (a client that sends a frame a byte at a time is cut)."""
         self._is_running = True
-        idle = self._settings.idle_timeout_s
+        refused = self._limits.open(self._peer)
+        if refused is not None:
+            detail = self._limits.refuse_detail(refused, self._peer)
+            self._limits.cut(self._peer, refused, detail)
+            await self._reject(detail, "too_many_connections")
+            self.writer.close()
+            return
         try:
-            while self._is_running:
-                try:
-                    event = await asyncio.wait_for(
-                        read_event(
-                            self.reader,
-                            max_data=self._settings.max_event_bytes,
-                            max_payload=self._settings.max_event_bytes,
-                        ),
-                        timeout=idle or None,
-                    )
-                except TimeoutError:
-                    if self._worker is not None and not self._worker.done():
-                        continue  # synthesizing: a quiet client is not an idle one
-                    _LOGGER.debug("Closing a connection idle for %s s", idle)
-                    break
-                except ProtocolError as err:
-                    _LOGGER.info("Closing a connection after a bad event: %s", err)
-                    await self._reject(str(err))
-                    break
-                if event is None or not await self.handle_event(event):
-                    break
+            await self._read_events()
         finally:
+            self._limits.close(self._peer)
             await self.disconnect()
             self.writer.close()
 
-    async def _reject(self, reason: str) -> None:
+    async def _read_events(self) -> None:
+        idle = self._settings.idle_timeout_s
+        while self._is_running:
+            try:
+                # only the wait for an event's first byte: cancelling it loses nothing
+                first = await asyncio.wait_for(self.reader.read(1), timeout=idle or None)
+            except TimeoutError:
+                if self._worker is not None and not self._worker.done():
+                    continue  # synthesizing: a quiet client is not an idle one
+                _LOGGER.debug("Closing a connection idle for %s s", idle)
+                return
+            try:
+                event = await read_event(
+                    self.reader,
+                    first,
+                    max_data=self._settings.max_event_bytes,
+                    max_payload=self._settings.max_event_bytes,
+                    timeout=self._settings.read_timeout_s,
+                )
+            except FrameTimeout as err:
+                self._limits.cut(self._peer, READ_TIMEOUT, f"{err} (wyoming.read_timeout_s)")
+                await self._reject(str(err), "read_timeout")
+                return
+            except ProtocolError as err:
+                _LOGGER.info("Closing a connection after a bad event: %s", err)
+                await self._reject(str(err))
+                return
+            if event is None or not await self.handle_event(event):
+                return
+
+    async def _reject(self, reason: str, code: str = "bad_event") -> None:
         """Tell the client why before hanging up; ends any request it was waiting on."""
         try:
-            await self.write_event(Error(text=reason, code="bad_event").event())
+            await self.write_event(Error(text=reason, code=code).event())
             if self._stream is not None:
                 await self.write_event(SynthesizeStopped().event())
         except (ConnectionError, RuntimeError):
@@ -316,12 +345,18 @@ class WyomingHandler(AsyncEventHandler):
     async def _speak(self, reply: _Reply, request: SynthesisRequest) -> None:
         """Validate, open the audio once per reply, then forward audio as it is made."""
         prepared = self._engine.prepare(request)  # raises before audio-start: a clean end
+        # a stream's later sentences continue a reply the listener already hears
+        admitted = reply.started
         if not reply.started:
             start = AudioStart(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS)
             await self.write_event(start.event())
             reply.started = True
         framer = PcmFramer(self._chunk_samples)  # s16le frames of samples_per_chunk
-        audio = self._engine.synthesize(prepared)  # no second validation
+        # interactive: HA does not retry, so it is queued (ahead of bulk HTTP work) while
+        # the wait stays under engine.limits.interactive_max_wait_s, not refused
+        audio = self._engine.synthesize(  # no second validation
+            prepared, interactive=True, admitted=admitted
+        )
         try:
             async for samples in audio:
                 for pcm in framer.push(samples):

@@ -20,16 +20,38 @@ class ProtocolError(Exception):
     """A frame that is not a valid Wyoming event, or one over the size limits."""
 
 
+class FrameTimeout(ProtocolError):
+    """A frame was started but not finished within the read timeout (a slow client)."""
+
+
 async def read_event(
-    reader: asyncio.StreamReader, *, max_data: int, max_payload: int
+    reader: asyncio.StreamReader,
+    first: bytes,
+    *,
+    max_data: int,
+    max_payload: int,
+    timeout: float | None = None,
 ) -> Event | None:
-    """The next event, ``None`` at EOF; raises :class:`ProtocolError` for a bad frame."""
+    """The event whose first byte ``first`` has just arrived (the caller waits for it
+    with the idle timeout, which may cancel that wait without losing a byte); the rest
+    must come within ``timeout`` seconds. ``None`` at EOF; raises :class:`ProtocolError`
+    for a bad frame and :class:`FrameTimeout` for one sent too slowly."""
     try:
-        line = await reader.readline()
+        async with asyncio.timeout(timeout):
+            return await _read_rest(reader, first, max_data, max_payload)
+    except TimeoutError as err:
+        raise FrameTimeout(f"an event took longer than {timeout:g} s to arrive") from err
+
+
+async def _read_rest(
+    reader: asyncio.StreamReader, first: bytes, max_data: int, max_payload: int
+) -> Event | None:
+    if not first:
+        return None
+    try:
+        line = first if first.endswith(b"\n") else first + await reader.readline()
     except (ValueError, asyncio.LimitOverrunError) as err:  # a header over the 64 KiB limit
         raise ProtocolError("event header too long") from err
-    if not line:
-        return None
     if not line.endswith(b"\n"):
         return None  # EOF in the middle of a header: the peer is gone
     header = _json_object(line, "header")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from wyoming.server import AsyncTcpServer
 
+from ..peers import CutListener, PeerLimits
 from .discovery import WyomingAnnouncer
 from .handler import EngineLike, WyomingHandler, build_info
 
@@ -28,12 +29,17 @@ class WyomingService:
         settings: WyomingConfig,
         *,
         zeroconf_interfaces: Sequence[str] | None = None,
+        on_cut: CutListener | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._zeroconf_interfaces = zeroconf_interfaces
         self._server: AsyncTcpServer | None = None
         self._announcer: WyomingAnnouncer | None = None
+        # connection caps shared by every handler of this listener (peers.py)
+        self.limits = PeerLimits(
+            "wyoming", settings.max_connections, settings.max_connections_per_peer, on_cut
+        )
         self.port = settings.port  # the bound port once started (differs when 0 is asked)
 
     @property
@@ -47,7 +53,9 @@ class WyomingService:
         server = AsyncTcpServer(self._settings.host, self._settings.port)
         # start(), not run(): run() installs and later removes a SIGTERM handler, and the
         # daemon owns signal handling.
-        await server.start(partial(WyomingHandler, self._engine, self._settings, info))
+        await server.start(
+            partial(WyomingHandler, self._engine, self._settings, info, limits=self.limits)
+        )
         self._server = server
         self.port = _bound_port(server, self._settings.port)
         _LOGGER.info("Wyoming server listening on %s:%s", self._settings.host, self.port)
@@ -100,8 +108,12 @@ async def start_wyoming_server(
     settings: WyomingConfig,
     *,
     zeroconf_interfaces: Sequence[str] | None = None,
+    on_cut: CutListener | None = None,
 ) -> WyomingService:
-    """Start serving Wyoming (and announce it if ``settings.zeroconf``); stop() undoes it."""
-    service = WyomingService(engine, settings, zeroconf_interfaces=zeroconf_interfaces)
+    """Start serving Wyoming (and announce it if ``settings.zeroconf``); stop() undoes it.
+    ``on_cut(protocol, reason)`` counts connections refused or cut (the daemon's metrics)."""
+    service = WyomingService(
+        engine, settings, zeroconf_interfaces=zeroconf_interfaces, on_cut=on_cut
+    )
     await service.start()
     return service

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 SERVICE_TYPE = "_wyoming._tcp.local."
 TEXT = "The weather today is sunny and warm."
-STOP_DEADLINE = 20.0  # SIGTERM -> exit: drain (5 s) + the model call in flight
+STOP_DEADLINE = 30.0  # SIGTERM -> exit: http.drain_timeout_s (10 s) + the model call in flight
 
 
 def console_script() -> str:

@@ -1,9 +1,11 @@
 """A bounded soak on the real model: Wyoming and HTTP clients loop on loopback for
 FASTKOKORO_SOAK_SECONDS (60 by default), about a quarter of them hanging up mid-stream.
 
-Nothing may fail but the hang-ups we cause; memory (VmRSS of this process, which runs the
-daemon) may grow less than 10% after a warm-up; and every stream and queue is empty at
-the end. The report is printed, and written as JSON to $FASTKOKORO_SOAK_REPORT if set.
+Nothing may fail but the hang-ups we cause (HTTP clients may be refused as busy, with a
+Retry-After they honour, when the machine is saturated; Home Assistant's never are);
+memory (VmRSS of this process, which runs the daemon) may grow less than 10% after a
+warm-up; and every stream and queue is empty at the end. The report is printed, and
+written as JSON to $FASTKOKORO_SOAK_REPORT if set.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from openai import AsyncOpenAI
+from openai import APIStatusError, AsyncOpenAI
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
@@ -58,11 +60,22 @@ class Unexpected(Exception):
     """A request that ended in a way the soak does not allow; str() is its kind."""
 
 
+class Refused(Exception):
+    """An HTTP request refused as busy (503 + Retry-After): the admission's answer to a
+    saturated machine, allowed for bulk clients, which come back after Retry-After."""
+
+    def __init__(self, retry_after: str | None) -> None:
+        super().__init__(retry_after)
+        assert retry_after is not None and int(retry_after) >= 1, retry_after
+        self.retry_after = int(retry_after)
+
+
 @dataclass
 class Tally:
     served: Counter[str] = field(default_factory=Counter)  # completed, by client
     disconnects: Counter[str] = field(default_factory=Counter)  # hang-ups we caused
     errors: Counter[str] = field(default_factory=Counter)  # anything else, by kind
+    refused: Counter[str] = field(default_factory=Counter)  # HTTP 503 + Retry-After
     examples: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,6 +125,8 @@ async def aiohttp_once(
     if sse:
         body["stream_format"] = "sse"
     async with http.post(f"{base}/v1/audio/speech", json=body) as r:
+        if r.status == 503 and (await r.json())["error"]["code"] == "busy":
+            raise Refused(r.headers.get("Retry-After"))
         if r.status != 200:
             raise Unexpected(f"http: {r.status}")
         if hang_up:
@@ -132,17 +147,22 @@ async def aiohttp_once(
 
 
 async def openai_once(client: AsyncOpenAI, text: str, hang_up: bool, fmt: str) -> bool:
-    async with client.audio.speech.with_streaming_response.create(
-        model="tts-1",
-        voice="alloy",
-        input=text,
-        response_format=fmt,  # type: ignore[arg-type]
-    ) as response:
-        size = 0
-        async for chunk in response.iter_bytes():
-            size += len(chunk)
-            if hang_up:
-                return False  # leaving the context manager closes the connection
+    try:
+        async with client.audio.speech.with_streaming_response.create(
+            model="tts-1",
+            voice="alloy",
+            input=text,
+            response_format=fmt,  # type: ignore[arg-type]
+        ) as response:
+            size = 0
+            async for chunk in response.iter_bytes():
+                size += len(chunk)
+                if hang_up:
+                    return False  # leaving the context manager closes the connection
+    except APIStatusError as err:
+        if err.status_code == 503:
+            raise Refused(err.response.headers.get("Retry-After")) from err
+        raise
     if size < 100:
         raise Unexpected(f"openai: {size} bytes of {fmt}")
     return True
@@ -167,6 +187,9 @@ async def loop_client(name: str, request: Request, tally: Tally, until: float) -
         hang_up = i % DISCONNECT_EVERY == DISCONNECT_EVERY - 1
         try:
             done = await asyncio.wait_for(request(i, hang_up), REQUEST_TIMEOUT)
+        except Refused as err:
+            tally.refused[name] += 1
+            await asyncio.sleep(min(err.retry_after, max(0.0, until - time.monotonic())))
         except Unexpected as err:
             tally.errors[str(err)] += 1
         except Exception as err:  # noqa: BLE001 - tallied as its type, shown in the report
@@ -242,6 +265,7 @@ async def test_soak(daemon, engine, caplog) -> None:
         "requests_served_after_warmup": sum(tally.served.values()) - warm_served,
         "served_by_client": dict(tally.served),
         "disconnects_by_client": dict(tally.disconnects),
+        "refused_by_client": dict(tally.refused),
         "errors_by_kind": {
             "disconnect (expected)": sum(tally.disconnects.values()),
             **tally.errors,

@@ -550,7 +550,8 @@ async def test_openapi_says_which_routes_need_the_key() -> None:
                 async with session.request(method, url, json=body) as r:
                     needs_key = r.status == 401
                 assert op["security"] == ([{"bearer": []}] if needs_key else []), (path, r.status)
-                assert needs_key == (path in ("/v1/audio/speech", "/metrics")), path
+                protected = ("/v1/audio/speech", "/dev/captioned_speech", "/metrics")
+                assert needs_key == (path in protected), path
 
 
 class PreparingEngine(FakeEngine):

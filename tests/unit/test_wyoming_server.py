@@ -36,7 +36,7 @@ class CancelTrackingEngine(FakeEngine):
         super().__init__(delay)
         self.cancelled = asyncio.Event()
 
-    async def synthesize(self, req: SynthesisRequest) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, req: SynthesisRequest, **_: object) -> AsyncIterator[np.ndarray]:
         try:
             async for chunk in super().synthesize(req):
                 yield chunk
@@ -211,7 +211,7 @@ class BrokenEngine(FakeEngine):
         super().__init__()
         self.exc = exc
 
-    async def synthesize(self, req: SynthesisRequest) -> AsyncIterator[np.ndarray]:
+    async def synthesize(self, req: SynthesisRequest, **_: object) -> AsyncIterator[np.ndarray]:
         async for chunk in super().synthesize(req):
             yield chunk
             raise self.exc
@@ -348,3 +348,40 @@ async def test_zeroconf_announcement_is_browsable() -> None:
         await browser_zc.async_close()
         await service.stop()
     assert service.announcer is None
+
+
+class AdmissionRecordingEngine(FakeEngine):
+    """Records how each synthesis asked to be admitted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.admissions: list[dict[str, object]] = []
+
+    async def synthesize(self, req: SynthesisRequest, **how: object) -> AsyncIterator[np.ndarray]:
+        self.admissions.append(how)
+        async for chunk in super().synthesize(req):
+            yield chunk
+
+
+async def test_wyoming_requests_are_interactive_and_later_sentences_already_admitted() -> None:
+    """HA never retries: every request is admitted as interactive, and a stream's later
+    sentences continue the reply the listener already hears (never refused)."""
+    engine = AdmissionRecordingEngine()
+    service = await _serve(engine)
+    try:
+        async with _client(service) as client:
+            await client.write_event(Synthesize(text="One sentence.").event())
+            await _read_until(client, "audio-stop")
+            await client.write_event(SynthesizeStart().event())
+            await client.write_event(SynthesizeChunk(text="First one. Second one. ").event())
+            await client.write_event(SynthesizeChunk(text="Third one.").event())
+            await client.write_event(SynthesizeStop().event())
+            await _read_until(client, "synthesize-stopped")
+    finally:
+        await service.stop()
+    assert engine.admissions == [
+        {"interactive": True, "admitted": False},
+        {"interactive": True, "admitted": False},
+        {"interactive": True, "admitted": True},
+        {"interactive": True, "admitted": True},
+    ]

@@ -176,6 +176,20 @@ class WindowedDecoder:
         (phase,) = self.phase.run(["phase"], {"f0": f0}, options)
         return xgen, f0, phase, np.rint(np.asarray(dur).reshape(-1)).astype(np.int64)
 
+    def durations(
+        self, ids: Sequence[int], style: np.ndarray, speed: float, options: Any = None
+    ) -> np.ndarray:
+        """The front graph alone: frames per token (pads included), as :meth:`plan` has
+        them; word timestamps for a segment decoded whole."""
+        style = np.ascontiguousarray(style, dtype=np.float32).reshape(1, -1)
+        tokens = np.asarray([[0, *ids, 0]], dtype=np.int64)
+        (dur,) = self.front.run(
+            ["durations"],
+            {"tokens": tokens, "style": style, "speed": np.asarray([speed], np.float32)},
+            options,
+        )
+        return np.rint(np.asarray(dur).reshape(-1)).astype(np.int64)
+
     def plan(
         self,
         ids: Sequence[int],

@@ -1,0 +1,404 @@
+"""Hostile and heavy clients against the daemon with its defaults, on loopback, bounded.
+
+For ``--seconds`` (75): HTTP streaming clients (pcm, mp3, opus, sse) and Wyoming clients
+(plain ``synthesize`` and Home Assistant's streaming ``synthesize-start/chunk/stop``) in
+loops over varied texts, one request in three hung up mid-stream; one HTTP client that
+stops reading for 30 s; slow clients (HTTP headers and body a byte every 2 s, a Wyoming
+frame a byte every 2 s) that reconnect whenever they are cut; ``/health`` every 250 ms.
+HTTP clients honour ``Retry-After`` as the openai SDK does; Home Assistant never retries,
+so Wyoming clients go straight to their next request.
+
+Reported: failed requests (anything but audio, a clean refusal or our own hang-up),
+refusals per protocol, first audio p50/p90 per protocol, how long slow clients were
+held, /health p99, RSS growth, and a fresh short request's first audio after the load
+against the same server idle before it (medians of 5, with the machine's other CPU use
+during each measurement, to show it was quiet).
+
+    uv run --extra cpu python bench/stress_bench.py [--seconds 75] [--compare-ref REF]
+
+``--compare-ref`` runs the same load first against another commit (a git worktree, e.g.
+the commit before this work) in the same run, for a before/after table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import aiohttp
+from common import ROOT, TEXTS, assets, median, pct
+from load_bench import Server, _tree, wait_ready
+
+VARIED = [
+    TEXTS["short"],
+    TEXTS["fox"],
+    TEXTS["medium"],
+    "It is 7:45 pm and the oven is preheated to 220 degrees.",
+    "Your package from Amazon was delivered at 3 o'clock; it cost $12.50.",
+    "I couldn't find a device called 'garage heater'. Did you mean the hallway heater?",
+    "Good morning! You have two meetings today, at 10 and at half past two.",
+    "The front door is locked, the alarm is armed, and all windows are closed.",
+    "Dr. Smith's office called about your appointment on Tuesday, March 3rd.",
+    "Playing 'Bohemian Rhapsody' by Queen on the living room speaker.",
+    "Warning: the freezer temperature has been above minus ten for 45 minutes.",
+    " ".join(TEXTS["long"].split(". ")[:3]) + ".",
+]
+FORMATS = ("pcm", "mp3", "opus", "sse")
+HA_REPLIES = [t for t in VARIED if len(t) < 120]
+
+
+class Stats:
+    """Every outcome of the run, by protocol."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+        self.first_audio: dict[str, list[float]] = defaultdict(list)
+        self.retry_after: list[float] = []
+        self.failures: list[str] = []
+        self.health: list[float] = []
+        self.health_failed = 0
+        self.slow_held: dict[str, list[float]] = defaultdict(list)
+
+    def fail(self, protocol: str, why: str) -> None:
+        self.outcomes[protocol]["failed"] += 1
+        if len(self.failures) < 20:
+            self.failures.append(f"{protocol}: {why}")
+
+
+async def http_client(
+    port: int, stop: float, stats: Stats, rng: random.Random, fmt: str, hang_up_every: int = 3
+) -> None:
+    url = f"http://127.0.0.1:{port}/v1/audio/speech"
+    n = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as s:
+        while time.monotonic() < stop:
+            n += 1
+            hang_up = n % hang_up_every == 0
+            body = {"model": "tts-1", "input": rng.choice(VARIED), "voice": "af_heart"}
+            body |= (
+                {"response_format": "pcm", "stream_format": "sse"}
+                if fmt == "sse"
+                else {"response_format": fmt}
+            )
+            t0 = time.monotonic()
+            try:
+                async with s.post(url, json=body) as r:
+                    if r.status == 503:
+                        stats.outcomes["http"]["refused"] += 1
+                        wait = float(r.headers.get("Retry-After", "1"))
+                        stats.retry_after.append(wait)
+                        await asyncio.sleep(min(wait, max(0.0, stop - time.monotonic())))
+                        continue
+                    if r.status != 200:
+                        stats.fail("http", f"status {r.status}: {(await r.text())[:200]}")
+                        continue
+                    got, tail = 0, b""
+                    async for chunk in r.content.iter_any():
+                        if got == 0:
+                            stats.first_audio["http"].append(time.monotonic() - t0)
+                        got += len(chunk)
+                        tail = (tail + chunk)[-256:]
+                        if hang_up and got > 4096:
+                            break
+                    if hang_up:
+                        stats.outcomes["http"]["hung up"] += 1
+                    elif fmt == "sse" and b"speech.audio.done" not in tail:
+                        stats.fail("http", f"sse stream without its done event: {tail[-120:]!r}")
+                    elif got == 0:
+                        stats.fail("http", f"{fmt}: 200 with no audio")
+                    else:
+                        stats.outcomes["http"]["ok"] += 1
+            except (aiohttp.ClientError, TimeoutError) as err:
+                stats.fail("http", f"{type(err).__name__}: {err}")
+
+
+async def wyoming_client(
+    port: int, stop: float, stats: Stats, rng: random.Random, streaming: bool
+) -> None:
+    from wyoming.client import AsyncTcpClient
+    from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
+
+    n = 0
+    while time.monotonic() < stop:
+        n += 1
+        hang_up = n % 3 == 0
+        text = rng.choice(HA_REPLIES)
+        end = "synthesize-stopped" if streaming else "audio-stop"
+        try:
+            async with AsyncTcpClient("127.0.0.1", port) as client:
+                t0 = time.monotonic()
+                if streaming:
+                    await client.write_event(SynthesizeStart().event())
+                    words = text.split()
+                    for i in range(0, len(words), 3):
+                        await client.write_event(
+                            SynthesizeChunk(text=" ".join(words[i : i + 3]) + " ").event()
+                        )
+                        await asyncio.sleep(0.03)  # an LLM's tokens
+                    t0 = time.monotonic()  # first audio counts from the last text chunk
+                    await client.write_event(SynthesizeStop().event())
+                else:
+                    await client.write_event(Synthesize(text=text).event())
+                seen: list[str] = []
+                error = None
+                while not seen or seen[-1] != end:
+                    event = await asyncio.wait_for(client.read_event(), 120)
+                    if event is None:
+                        break
+                    seen.append(event.type)
+                    if event.type == "error":
+                        error = event.data.get("code")
+                    if event.type == "audio-chunk" and seen.count("audio-chunk") == 1:
+                        if error is None:
+                            stats.first_audio["wyoming"].append(time.monotonic() - t0)
+                        if hang_up:
+                            break
+                if hang_up and "audio-chunk" in seen:
+                    stats.outcomes["wyoming"]["hung up"] += 1
+                elif error == "busy":
+                    stats.outcomes["wyoming"]["refused"] += 1
+                    await asyncio.sleep(1.0)  # a person asks again, not a loop
+                elif error is not None or not seen or seen[-1] != end:
+                    stats.fail("wyoming", f"error={error} events={seen[-3:]}")
+                else:
+                    stats.outcomes["wyoming"]["ok"] += 1
+        except (OSError, TimeoutError) as err:
+            stats.fail("wyoming", f"{type(err).__name__}: {err}")
+
+
+async def stalled_reader(port: int, stats: Stats) -> None:
+    """Reads the first audio, stops reading for 30 s, then reads the rest."""
+    url = f"http://127.0.0.1:{port}/v1/audio/speech"
+    body = {"model": "tts-1", "input": TEXTS["long"], "voice": "af_heart", "response_format": "pcm"}
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(20):  # refused: come back after Retry-After, as the SDK does
+                async with s.post(url, json=body) as r:
+                    if r.status == 503:
+                        stats.outcomes["stalled reader"]["refused"] += 1
+                        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                        continue
+                    if r.status != 200:
+                        stats.fail("stalled reader", f"status {r.status}")
+                        return
+                    await r.content.readany()
+                    await asyncio.sleep(30)
+                    rest = await r.read()
+                    stats.outcomes["stalled reader"]["ok" if len(rest) > 48_000 else "short"] += 1
+                    return
+    except (aiohttp.ClientError, TimeoutError) as err:
+        stats.fail("stalled reader", f"{type(err).__name__}: {err}")
+
+
+async def slow_client(port: int, stop: float, stats: Stats, kind: str, every: float = 2.0) -> None:
+    """Sends a request a byte every ``every`` s; reconnects each time it is cut."""
+    body = json.dumps({"model": "tts-1", "input": "Hello.", "voice": "af_heart"}).encode()
+    head = b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    payloads = {
+        "http headers": (b"", head + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"),
+        "http body": (head + f"Content-Length: {len(body)}\r\n\r\n".encode(), body),
+        "wyoming frame": (b"", json.dumps({"type": "synthesize", "data": {"text": "Hi"}}).encode()),
+    }
+    at_once, trickled = payloads[kind]
+    while time.monotonic() < stop:
+        t0 = time.monotonic()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(1)
+            continue
+        try:
+            writer.write(at_once)
+            for byte in trickled:
+                if time.monotonic() >= stop:
+                    break
+                writer.write(bytes([byte]))
+                await writer.drain()
+                try:
+                    if await asyncio.wait_for(reader.read(65536), every) == b"":
+                        break  # closed
+                    await asyncio.wait_for(reader.read(), 10)
+                    break  # an answer (408 / error event), then the close
+                except TimeoutError:
+                    continue
+        except (ConnectionError, RuntimeError):
+            pass
+        finally:
+            writer.close()
+        if time.monotonic() < stop:
+            stats.slow_held[kind].append(time.monotonic() - t0)
+
+
+async def health_probe(port: int, stop: float, stats: Stats) -> None:
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < stop:
+            t0 = time.monotonic()
+            try:
+                async with s.get(f"http://127.0.0.1:{port}/health") as r:
+                    await r.read()
+                    stats.health.append(time.monotonic() - t0)
+            except aiohttp.ClientError:
+                stats.health_failed += 1
+            await asyncio.sleep(0.25)
+
+
+def rss_mb(server: Server) -> float:
+    for line in Path(f"/proc/{server.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_ticks(pids: list[int]) -> tuple[int, int]:
+    """(all busy ticks on the machine, ticks of ``pids``) from /proc."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(x) for x in fields) - int(fields[3]) - int(fields[4])
+    ours = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ours += int(stat[11]) + int(stat[12])
+        except OSError:
+            pass
+    return busy, ours
+
+
+async def fresh_first_audio(port: int, server: Server, runs: int = 5) -> tuple[float, float]:
+    """Median first audio of a short request on a quiet server, and the CPU share the
+    rest of the machine used meanwhile (the check that it was quiet)."""
+    url = f"http://127.0.0.1:{port}/v1/audio/speech"
+    times = []
+    pids = [*_tree(server.proc.pid), *_tree(os.getpid())]
+    busy0, ours0 = cpu_ticks(pids)
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as s:
+        for i in range(runs):
+            body = {"model": "tts-1", "input": HA_REPLIES[i % len(HA_REPLIES)], "voice": "af_heart"}
+            start = time.monotonic()
+            async with s.post(url, json={**body, "response_format": "pcm"}) as r:
+                await r.content.readany()
+                times.append(time.monotonic() - start)
+                await r.read()
+            await asyncio.sleep(0.3)
+    busy1, ours1 = cpu_ticks(pids)
+    wall_ticks = (time.monotonic() - t0) * 100 * os.cpu_count()
+    return median(times), (busy1 - busy0 - (ours1 - ours0)) / wall_ticks
+
+
+async def wait_quiet(port: int, timeout: float = 120) -> None:
+    """Until the daemon reports no active streams (the load's tail has drained)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+            if "fastkokoro_active_streams 0.0" in text:
+                return
+            await asyncio.sleep(0.5)
+
+
+def start(source: Path, model: Path, voices: Path, http: int, wyo: int, log: Path) -> Server:
+    cmd = [
+        sys.executable, "-m", "fastkokoro_wyoming", "serve",
+        "--engine-model-path", str(model), "--engine-model-voices", str(voices),
+        "--http-host", "127.0.0.1", "--http-port", str(http),
+        "--wyoming-host", "127.0.0.1", "--wyoming-port", str(wyo),
+        "--wyoming-zeroconf", "false", "--log-level", "INFO",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    proc = subprocess.Popen(
+        cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=source, env=env
+    )
+    return Server(source.name, http, proc)
+
+
+async def run(source: Path, args: argparse.Namespace, http: int, wyo: int) -> dict:
+    model, voices = assets()
+    log = Path(tempfile.mkdtemp()) / "daemon.log"
+    server = start(source, model, voices, http, wyo, log)
+    try:
+        await wait_ready(http, server.proc)
+        await asyncio.sleep(3)
+        idle_ttfa, idle_other_cpu = await fresh_first_audio(http, server)
+        rss0 = rss_mb(server)
+        stats, rng = Stats(), random.Random(args.seed)
+        stop = time.monotonic() + args.seconds
+        tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
+                 for i in range(args.http_clients)]  # fmt: skip
+        tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
+                  for i in range(args.wyoming_clients)]  # fmt: skip
+        tasks += [slow_client(http, stop, stats, "http headers"),
+                  slow_client(http, stop, stats, "http body"),
+                  slow_client(wyo, stop, stats, "wyoming frame"),
+                  stalled_reader(http, stats), health_probe(http, stop, stats)]  # fmt: skip
+        peak = rss0
+        runner = asyncio.gather(*tasks)
+        while not runner.done():
+            peak = max(peak, rss_mb(server))
+            await asyncio.wait([runner], timeout=1)
+        runner.result()
+        await wait_quiet(http)
+        await asyncio.sleep(2)
+        after_ttfa, after_other_cpu = await fresh_first_audio(http, server)
+        rss1 = rss_mb(server)
+        cut_lines = [
+            x
+            for x in log.read_text(errors="replace").splitlines()
+            if "closing the connection from" in x
+        ]
+        tracebacks = log.read_text(errors="replace").count("Traceback")
+    finally:
+        server.stop()
+    return {
+        "source": str(source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
+        "failures": stats.failures,
+        "first_audio": {k: (median(v), pct(v, 90), len(v)) for k, v in stats.first_audio.items()},
+        "retry_after": sorted(Counter(stats.retry_after).items()),
+        "slow_held_s": {k: (median(v), max(v), len(v)) for k, v in stats.slow_held.items() if v},
+        "health_p99_ms": pct(stats.health, 99) * 1000, "health_failed": stats.health_failed,
+        "rss_mb": (rss0, peak, rss1), "idle_ttfa": idle_ttfa, "after_ttfa": after_ttfa,
+        "other_cpu_share": (idle_other_cpu, after_other_cpu),
+        "cuts_logged": len(cut_lines), "tracebacks": tracebacks,
+    }  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=75)
+    parser.add_argument("--http-clients", type=int, default=12)
+    parser.add_argument("--wyoming-clients", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--compare-ref", help="also run a git ref (a worktree) first")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stress.json")
+    args = parser.parse_args()
+    results = []
+    if args.compare_ref:
+        tree = Path(tempfile.mkdtemp()) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(tree), args.compare_ref],
+            cwd=ROOT,
+            check=True,
+        )
+        try:
+            results.append(await run(tree, args, 18911, 18912))
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+            )
+    results.append(await run(ROOT, args, 18913, 18914))
+    args.out.write_text(json.dumps(results, indent=1))
+    for r in results:
+        print(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,114 @@
+"""Which new requests start now: by the wait they would see, and by who is asking.
+
+Two kinds of client share the workers. Interactive ones (Home Assistant over Wyoming)
+send a sentence or two, wait for the first audio with a person listening, and never
+retry: refusing one means the user hears nothing. Bulk ones (the HTTP API: narration,
+scripts, Open WebUI) can be told to come back, and the OpenAI SDK honours
+``Retry-After``. So when the machine is saturated, bulk requests are refused first,
+with the wait the queue predicts; interactive ones are queued, ahead of bulk work, as
+long as their predicted wait stays under their own bound.
+
+The prediction follows the earliest-deadline-first scheduler: a new request's first job
+is due now, so it waits only behind jobs already due (streams that fell behind real
+time, and other requests' first jobs), not behind streams that are ahead of their
+listeners. A stream's claim on the workers is thus its real-time need, not a slot.
+Interactive jobs are treated as due ``interactive_lead_s`` earlier, so they also pass
+bulk work that is less late than that.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import Busy
+from .scheduler import Scheduler
+from .settings import LimitsConfig
+
+
+@dataclass(frozen=True)
+class WaitEstimate:
+    """Seconds a new request would wait for its first model call, and from what."""
+
+    seconds: float
+    jobs_due: int  # queued jobs that go first under earliest-deadline-first
+    starting: float  # admitted requests without their first audio yet (engine's count)
+    mean_job_seconds: float
+
+    @property
+    def alone(self) -> bool:
+        """Nothing ahead: the request's first audio measures what one costs."""
+        return self.seconds == 0.0
+
+
+class Admission:
+    """The admission rule (``engine.limits``), applied by :meth:`Engine.synthesize`.
+
+    ``starting`` counts admitted requests without their first audio yet: a burst
+    arriving at once must see the requests just ahead of it (their text is still in
+    G2P, their jobs not queued), or every one of them would find an empty queue. Each
+    costs what a request's first audio costs on this machine when nothing else runs
+    (G2P, the plan and the first window): measured on such requests, 1 s until then.
+    """
+
+    def __init__(
+        self, limits: LimitsConfig, scheduler: Scheduler, starting: Callable[[], float]
+    ) -> None:
+        self.limits = limits
+        self.scheduler = scheduler
+        self.starting = starting
+        self.first_audio_seconds = 1.0  # prior: a small CPU; measured from then on
+        self.refused = {"interactive": 0, "bulk": 0}
+
+    def observe_first_audio(self, seconds: float) -> None:
+        """A request admitted alone got its first audio after ``seconds``."""
+        self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
+
+    def lead(self, interactive: bool) -> float:
+        """How much earlier than its playback deadline a request's jobs are due."""
+        return self.limits.interactive_lead_s if interactive else 0.0
+
+    def estimate(self, interactive: bool) -> WaitEstimate:
+        """The wait a request arriving now would see before its first model call runs."""
+        sched = self.scheduler
+        mean = sched.mean_job_seconds
+        due = sched.jobs_due_by(time.monotonic() - self.lead(interactive))
+        starting = self.starting()
+        busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
+        return WaitEstimate(busy / sched.workers, due, starting, mean)
+
+    def check(
+        self, active_streams: int, interactive: bool, *, admitted: bool = False
+    ) -> WaitEstimate:
+        """Raise :class:`Busy` (with ``retry_after``) if the request must be refused;
+        ``admitted``: the rest of a reply already admitted, never refused."""
+        limits = self.limits
+        kind = "interactive" if interactive else "bulk"
+        wait = self.estimate(interactive)
+        if admitted:
+            return wait
+        if active_streams >= limits.max_streams:
+            self.refused[kind] += 1
+            raise _busy(
+                f"{active_streams} requests are synthesizing; the limit is "
+                f"{limits.max_streams} (engine.limits.max_streams)",
+                wait.seconds,
+            )
+        bound = limits.interactive_max_wait_s if interactive else limits.bulk_max_wait_s
+        if wait.seconds > bound:
+            self.refused[kind] += 1
+            raise _busy(
+                f"the server is saturated: a new {kind} request would wait about "
+                f"{wait.seconds:.1f} s for its first audio (the bound is {bound:g} s)",
+                wait.seconds,
+            )
+        return wait
+
+
+def _busy(message: str, wait_s: float) -> Busy:
+    """Busy with a Retry-After from the queue: when the work ahead should be done."""
+    err = Busy(message)
+    err.retry_after = max(1, min(60, math.ceil(wait_s)))
+    return err

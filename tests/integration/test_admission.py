@@ -1,0 +1,122 @@
+"""Admission on the real daemon: when the machine is saturated, bulk HTTP requests are
+refused first with a Retry-After from the queue, while Home Assistant's (Wyoming)
+requests are queued and all answered.
+
+Real daemon over the tiny classic graph (test_limits.py's helpers); each model call
+sleeps, so the queue's predicted wait is what the test sets up, not the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from wyoming.tts import Synthesize
+
+from tests.integration.test_limits import (
+    GOOD,
+    THREE,
+    HookedSession,
+    _timeout,
+    assert_error_body,
+    assert_serves,
+    derive,
+    load_tiny_engine,
+    serving,
+    sleeping,
+    streamed,
+    types,
+    url,
+    wait_idle,
+    wyoming_request,
+)
+
+pytestmark = pytest.mark.integration
+
+CALL_S = 0.3  # each model call sleeps this long
+
+
+@pytest.fixture(scope="module")
+async def tiny(kokoro_assets, tmp_path_factory):
+    engine = await load_tiny_engine(tmp_path_factory.mktemp("admission"), kokoro_assets[1])
+    yield engine
+    engine.close()
+
+
+async def http_status(daemon, text: str) -> tuple[int, str | None, bytes]:
+    body = {**GOOD, "input": text, "response_format": "pcm"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url(daemon), json=body, timeout=_timeout()) as r:
+            return r.status, r.headers.get("Retry-After"), await r.read()
+
+
+async def test_saturated_bulk_is_refused_first_while_wyoming_is_queued(tiny) -> None:
+    engine = derive(
+        tiny,
+        session=HookedSession(tiny.session, sleeping(CALL_S)),
+        bulk_max_wait_s=2 * CALL_S,
+        interactive_max_wait_s=120.0,
+    )
+    async with serving(engine) as daemon:
+        # one request alone teaches the engine what a first audio costs here
+        assert (await http_status(daemon, "Hello there."))[0] == 200
+        assert engine.admission.first_audio_seconds >= CALL_S * 0.9
+        http = [asyncio.create_task(http_status(daemon, THREE)) for _ in range(8)]
+        await asyncio.sleep(0.05)
+        wyoming = [
+            asyncio.create_task(wyoming_request(daemon, Synthesize(text=f"Reply {i}.").event()))
+            for i in range(3)
+        ] + [
+            asyncio.create_task(
+                wyoming_request(daemon, *streamed("Turn it on. Done."), end="synthesize-stopped")
+            )
+        ]
+        http_results = await asyncio.gather(*http)
+        wyoming_results = await asyncio.gather(*wyoming)
+        served = [r for r in http_results if r[0] == 200]
+        refused = [r for r in http_results if r[0] == 503]
+        assert served and refused and len(served) + len(refused) == len(http_results)
+        for _, retry_after, body in refused:
+            assert int(retry_after) >= 1  # type: ignore[arg-type]
+            error = assert_error_body(json.loads(body), code="busy")
+            assert "bulk" in error["message"] and "would wait" in error["message"]
+        for status, _, audio in served:
+            assert status == 200 and len(audio) > 0
+        for events in wyoming_results:  # every Home Assistant request got its audio
+            assert "error" not in types(events) and "audio-chunk" in types(events)
+        assert engine.admission.refused["interactive"] == 0
+        assert engine.admission.refused["bulk"] == len(refused)
+        async with aiohttp.ClientSession() as client:
+            async with client.get(url(daemon, "/metrics")) as r:
+                exposition = await r.text()
+        assert f'fastkokoro_refused_total{{kind="bulk"}} {float(len(refused))}' in exposition
+        assert 'fastkokoro_predicted_wait_seconds{kind="interactive"}' in exposition
+        await wait_idle(engine)
+        await assert_serves(daemon)  # and once the queue drains, bulk is admitted again
+
+
+async def test_retry_after_grows_with_the_queue(tiny) -> None:
+    """Retry-After is the predicted wait, not a constant: a deeper queue, a longer one."""
+    engine = derive(
+        tiny,
+        session=HookedSession(tiny.session, sleeping(CALL_S)),
+        bulk_max_wait_s=0.0,
+        interactive_max_wait_s=120.0,
+    )
+    async with serving(engine) as daemon:
+        assert (await http_status(daemon, "Hello there."))[0] == 200
+        waits = []
+        for backlog in (2, 8):
+            queued = [
+                asyncio.create_task(wyoming_request(daemon, Synthesize(text=THREE).event()))
+                for _ in range(backlog)
+            ]
+            await asyncio.sleep(0.1)
+            status, retry_after, _ = await http_status(daemon, "Hello there.")
+            assert status == 503
+            waits.append(int(retry_after))  # type: ignore[arg-type]
+            await asyncio.gather(*queued)
+            await wait_idle(engine)
+        assert waits[1] > waits[0] >= 1
