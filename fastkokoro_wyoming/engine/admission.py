@@ -54,7 +54,10 @@ class Admission:
     """
 
     def __init__(
-        self, limits: LimitsConfig, scheduler: Scheduler, starting: Callable[[], float]
+        self,
+        limits: LimitsConfig,
+        scheduler: Scheduler | None,
+        starting: Callable[[], float],
     ) -> None:
         self.limits = limits
         self.scheduler = scheduler
@@ -73,6 +76,8 @@ class Admission:
     def estimate(self, interactive: bool) -> WaitEstimate:
         """The wait a request arriving now would see before its first model call runs."""
         sched = self.scheduler
+        if sched is None:  # an engine wired without a model (catalog-only tests)
+            return WaitEstimate(0.0, 0, 0.0, 0.0)
         mean = sched.mean_job_seconds
         due = sched.jobs_due_by(time.monotonic() - self.lead(interactive))
         starting = self.starting()

@@ -30,9 +30,8 @@ from typing import Any
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.engine.timing import WordTiming
-from fastkokoro_wyoming.http_api.errors import ApiError, error_body, invalid, openai_code
+from fastkokoro_wyoming.http_api.errors import ApiError, invalid, mid_stream_error
 from fastkokoro_wyoming.http_api.params import parse_speech_body
 from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json
 from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
@@ -128,13 +127,7 @@ async def _stream_lines(
     except ConnectionResetError:
         _LOGGER.info("Client went away mid-stream; synthesis stopped")
     except Exception as err:  # after the headers: end with an error line, never hang
-        if isinstance(err, EngineError):
-            _LOGGER.error("Synthesis failed mid-stream: %s", err.message)
-            error = error_body(err.status, err.message, err.param, openai_code(err.code))
-        else:
-            _LOGGER.exception("Synthesis failed mid-stream")
-            error = error_body(500, "Internal server error.", None, "internal_error")
-        metrics.error(error["error"]["code"])
+        error = mid_stream_error(err, metrics)
         with contextlib.suppress(ConnectionResetError):
             await response.write(_ndjson(error))
             await response.write_eof()

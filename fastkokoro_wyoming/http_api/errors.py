@@ -116,6 +116,19 @@ def engine_error_response(exc: EngineError) -> web.Response:
     )
 
 
+def mid_stream_error(err: Exception, metrics: Metrics) -> dict:
+    """The error body for a failure after the headers went out (the stream then ends
+    with it, or is cut): logged and counted here, once for every streaming route."""
+    if isinstance(err, EngineError):
+        _LOGGER.error("Synthesis failed mid-stream: %s", err.message)
+        error = error_body(err.status, err.message, err.param, openai_code(err.code))
+    else:
+        _LOGGER.error("Synthesis failed mid-stream", exc_info=err)
+        error = error_body(500, "Internal server error.", None, "internal_error")
+    metrics.error(error["error"]["code"])
+    return error
+
+
 def error_middleware(metrics: Metrics | None) -> Middleware:
     """Turn every exception (and aiohttp's 404/405/413) into the OpenAI error shape."""
 

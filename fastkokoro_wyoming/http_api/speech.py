@@ -21,9 +21,8 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.engine.timing import TimedChunk, WordTiming
-from fastkokoro_wyoming.http_api.errors import ApiError, error_body, openai_code
+from fastkokoro_wyoming.http_api.errors import ApiError, mid_stream_error
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import SpeechParams, parse_speech_body
 from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
@@ -154,13 +153,7 @@ async def _stream(
         _LOGGER.info("Client went away mid-stream; synthesis stopped")
         return response
     except Exception as err:  # after the headers: end the stream honestly, never hang
-        if isinstance(err, EngineError):
-            _LOGGER.error("Synthesis failed mid-stream: %s", err.message)
-            error = error_body(err.status, err.message, err.param, openai_code(err.code))
-        else:
-            _LOGGER.exception("Synthesis failed mid-stream")
-            error = error_body(500, "Internal server error.", None, "internal_error")
-        metrics.error(error["error"]["code"])
+        error = mid_stream_error(err, metrics)
         if not sse:
             # Headers are gone: the only honest signal left is a truncated chunked body.
             _abort(request)
