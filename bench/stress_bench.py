@@ -277,7 +277,7 @@ async def fresh_first_audio(port: int, server: Server, runs: int = 5) -> tuple[f
     rest of the machine used meanwhile (the check that it was quiet)."""
     url = f"http://127.0.0.1:{port}/v1/audio/speech"
     times = []
-    pids = [*_tree(server.proc.pid), *_tree(os.getpid())]
+    pids = sorted({*_tree(server.proc.pid), *_tree(os.getpid())})
     busy0, ours0 = cpu_ticks(pids)
     t0 = time.monotonic()
     async with aiohttp.ClientSession() as s:

@@ -32,10 +32,11 @@ from .settings import LimitsConfig
 class WaitEstimate:
     """Seconds a new request would wait for its first model call, and from what."""
 
-    seconds: float
+    seconds: float  # the queue's count, times the correction learned from outcomes
     jobs_due: int  # queued jobs that go first under earliest-deadline-first
     starting: float  # admitted requests without their first audio yet (engine's count)
     mean_job_seconds: float
+    counted: float = 0.0  # seconds before the correction
 
     @property
     def alone(self) -> bool:
@@ -63,11 +64,22 @@ class Admission:
         self.scheduler = scheduler
         self.starting = starting
         self.first_audio_seconds = 1.0  # prior: a small CPU; measured from then on
+        # observed / predicted wait of requests admitted behind others: what the count
+        # misses (G2P and the model sharing the cores, jobs longer than the mean)
+        self.correction = 1.0
         self.refused = {"interactive": 0, "bulk": 0}
 
-    def observe_first_audio(self, seconds: float) -> None:
-        """A request admitted alone got its first audio after ``seconds``."""
-        self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
+    def observe_first_audio(self, seconds: float, predicted: WaitEstimate) -> None:
+        """A request admitted with ``predicted`` got its first audio after ``seconds``:
+        alone, that is what a first audio costs; behind others, how far off the count
+        was (the prediction included its own first audio's cost, as it waits for it)."""
+        if predicted.alone:
+            self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
+            return
+        expected = predicted.counted + self.first_audio_seconds
+        if expected >= 0.5:  # too short to say anything about the count
+            ratio = min(4.0, max(0.5, seconds / expected))
+            self.correction = 0.8 * self.correction + 0.2 * ratio
 
     def lead(self, interactive: bool) -> float:
         """How much earlier than its playback deadline a request's jobs are due."""
@@ -82,7 +94,8 @@ class Admission:
         due = sched.jobs_due_by(time.monotonic() - self.lead(interactive))
         starting = self.starting()
         busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
-        return WaitEstimate(busy / sched.workers, due, starting, mean)
+        counted = busy / sched.workers
+        return WaitEstimate(counted * self.correction, due, starting, mean, counted)
 
     def check(
         self, active_streams: int, interactive: bool, *, admitted: bool = False

@@ -244,11 +244,12 @@ class Engine:
             # aclosing: closing this generator closes the stream's at once (drops its work)
             chunks_of = stream.timed_chunks if timed else stream.chunks
             async with contextlib.aclosing(chunks_of()) as chunks:  # type: ignore[attr-defined]
-                calibrate = wait.alone  # this request's first audio is what one costs
+                calibrate = not admitted  # its first audio tells the admission how it did
                 async for chunk in chunks:
                     if calibrate and stream.playing:
                         calibrate = False
-                        self.admission.observe_first_audio(stream.playback_start - stream.t0)
+                        waited = stream.playback_start - stream.t0
+                        self.admission.observe_first_audio(waited, wait)
                     yield chunk
         finally:
             self._streams.discard(stream)

@@ -177,6 +177,8 @@ class WyomingHandler(AsyncEventHandler):
             return
         try:
             await self._read_events()
+        except ConnectionError as err:  # the client hung up (a write failed, or a reset)
+            _LOGGER.debug("Client went away: %s", err)
         finally:
             self._limits.close(self._peer)
             await self.disconnect()

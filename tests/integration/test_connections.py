@@ -259,3 +259,32 @@ async def test_wyoming_connections_over_the_peer_cap_get_an_error_event(tiny) ->
         events = await wyoming_request(daemon, Synthesize(text="Room again.").event())
         assert events[-1].type == "audio-stop" and "error" not in [e.type for e in events]
         assert await cut_count(daemon, "wyoming", "max_connections_per_peer") == 1
+
+
+async def test_a_wyoming_client_hanging_up_mid_stream_logs_no_error(tiny, caplog) -> None:
+    """A client that leaves while its audio is still being written: the server's next
+    write fails and the read side sees the broken pipe: a debug line, not a traceback."""
+    import gc
+    import logging
+
+    from tests.integration.test_limits import THREE, HookedSession, sleeping
+
+    caplog.set_level(logging.DEBUG)
+    engine = derive(tiny, session=HookedSession(tiny.session, sleeping(0.2)))
+    async with serving(engine) as daemon:
+        for _ in range(3):
+            reader, writer = await connect(daemon, wyoming=True)
+            await async_write_event(Synthesize(text=THREE).event(), writer)
+            while True:
+                event = await asyncio.wait_for(async_read_event(reader), TIMEOUT)
+                assert event is not None
+                if event.type == "audio-chunk":
+                    break
+            await asyncio.sleep(0.3)  # more audio arrives unread: the close is a reset
+            writer.close()  # gone while more sentences are on their way
+            await asyncio.sleep(1.0)
+        await assert_serves(daemon)
+        gc.collect()  # a handler task that died with an exception nobody read says so now
+        await asyncio.sleep(0.1)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -77,10 +77,27 @@ def test_requests_still_in_g2p_count_as_work_ahead() -> None:
 
 def test_first_audio_cost_is_learned_from_requests_that_ran_alone() -> None:
     a = admission(QueueView({}, mean=0.1))
-    assert a.check(0, interactive=False).alone
+    alone = a.check(0, interactive=False)
+    assert alone.alone
     for _ in range(20):
-        a.observe_first_audio(0.3)
+        a.observe_first_audio(0.3, alone)
     assert a.first_audio_seconds == pytest.approx(0.3, abs=0.01)
+    assert a.correction == 1.0
+
+
+def test_the_count_is_corrected_by_how_long_admitted_requests_really_waited() -> None:
+    """Requests behind others waited twice what the count said (the cores are shared
+    with G2P): later predictions double, so Retry-After and the bounds stay honest."""
+    view = QueueView({0: 4}, mean=0.5)
+    a = admission(view, first_audio=0.5)
+    predicted = a.check(1, interactive=False)
+    assert predicted.seconds == pytest.approx(2.0)
+    for _ in range(30):
+        a.observe_first_audio(2 * (2.0 + 0.5), predicted)
+    assert a.correction == pytest.approx(2.0, rel=0.02)
+    with pytest.raises(Busy) as refused:
+        a.check(1, interactive=False)  # 4 s now: over the 2 s bulk bound
+    assert refused.value.retry_after == 4
 
 
 def test_max_streams_refuses_both_kinds() -> None:

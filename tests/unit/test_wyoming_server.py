@@ -385,3 +385,42 @@ async def test_wyoming_requests_are_interactive_and_later_sentences_already_admi
         {"interactive": True, "admitted": True},
         {"interactive": True, "admitted": True},
     ]
+
+
+class _ClosedWriter:
+    """A StreamWriter whose peer is gone."""
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    async def drain(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_reset_connection_ends_the_handler_without_an_exception() -> None:
+    """A client that resets mid-stream makes the read side raise (the transport's error
+    reaches the reader): the handler ends quietly, its connection slot freed."""
+    from wyoming.info import Info
+
+    from fastkokoro_wyoming.peers import PeerLimits
+    from fastkokoro_wyoming.wyoming_api.handler import WyomingHandler
+
+    reader = asyncio.StreamReader()
+    reader.set_exception(BrokenPipeError(32, "Broken pipe"))
+    limits = PeerLimits("wyoming", 10, 10)
+    handler = WyomingHandler(
+        FakeEngine(),
+        wyoming_settings(),
+        Info(),
+        reader,
+        _ClosedWriter(),  # type: ignore[arg-type]
+        limits=limits,
+    )
+    await asyncio.wait_for(handler.run(), TIMEOUT)  # returns, does not raise
+    assert limits.total == 0
