@@ -337,6 +337,7 @@ def validate(cfg: Config) -> None:
     _check(e.limits.max_input_chars >= 1, "engine.limits.max_input_chars", "must be >= 1")
     _check(e.limits.max_streams >= 1, "engine.limits.max_streams", "must be >= 1")
     _check(e.limits.max_queue >= 1, "engine.limits.max_queue", "must be >= 1")
+    _check(e.limits.bulk_realtime_share > 0, "engine.limits.bulk_realtime_share", "must be > 0")
     for key in ("interactive_max_wait_s", "bulk_max_wait_s", "interactive_lead_s"):
         _check(getattr(e.limits, key) >= 0, f"engine.limits.{key}", "must be >= 0")
     for section in ("http", "wyoming"):

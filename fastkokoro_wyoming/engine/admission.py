@@ -18,6 +18,7 @@ bulk work that is less late than that.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -37,11 +38,10 @@ class WaitEstimate:
     starting: float  # admitted requests without their first audio yet (engine's count)
     mean_job_seconds: float
     counted: float = 0.0  # seconds before the correction
-
-    @property
-    def alone(self) -> bool:
-        """Nothing ahead: the request's first audio measures what one costs."""
-        return self.seconds == 0.0
+    interactive: bool = False
+    # no other request in the engine: its first audio measures what one costs (one
+    # that merely found the queue empty may still share the cores with playing streams)
+    alone: bool = False
 
 
 class Admission:
@@ -64,22 +64,52 @@ class Admission:
         self.scheduler = scheduler
         self.starting = starting
         self.first_audio_seconds = 1.0  # prior: a small CPU; measured from then on
-        # observed / predicted wait of requests admitted behind others: what the count
-        # misses (G2P and the model sharing the cores, jobs longer than the mean)
-        self.correction = 1.0
+        # observed / predicted wait of requests admitted behind others, per kind: what
+        # the count misses (G2P and the model sharing the cores; for bulk, the
+        # interactive requests that arrive later and pass it)
+        self.correction = {True: 1.0, False: 1.0}  # by ``interactive``
         self.refused = {"interactive": 0, "bulk": 0}
+        # model time per second of audio made (measured over the last few seconds of
+        # audio): how many real-time streams the workers can feed
+        self.cost_per_audio_second = 0.5  # prior: a 2-core CPU
+        self.audio_seconds = 0.0
+        self._mark = (0.0, 0.0)  # (busy_seconds, audio_seconds) at the last measurement
 
-    def observe_first_audio(self, seconds: float, predicted: WaitEstimate) -> None:
+    def note_audio(self, seconds: float) -> None:
+        """A request yielded ``seconds`` of audio (the engine calls this per chunk)."""
+        self.audio_seconds += seconds
+
+    def realtime_capacity(self) -> float:
+        """Streams the workers can keep in real time, from the measured model time per
+        second of audio (re-measured each time 10 s more audio has been made)."""
+        sched = self.scheduler
+        if sched is None:
+            return math.inf
+        busy0, audio0 = self._mark
+        made = self.audio_seconds - audio0
+        if made >= 10.0:
+            cost = max(1e-3, (sched.busy_seconds - busy0) / made)
+            self.cost_per_audio_second = 0.5 * self.cost_per_audio_second + 0.5 * cost
+            self._mark = (sched.busy_seconds, self.audio_seconds)
+        return sched.workers / self.cost_per_audio_second
+
+    def observe_first_audio(
+        self, seconds: float, predicted: WaitEstimate, *, joined: bool = False
+    ) -> None:
         """A request admitted with ``predicted`` got its first audio after ``seconds``:
         alone, that is what a first audio costs; behind others, how far off the count
-        was (the prediction included its own first audio's cost, as it waits for it)."""
+        was (the prediction included its own first audio's cost, as it waits for it).
+        ``joined``: other requests arrived before that first audio; a request admitted
+        alone then measures nothing (they may have passed it)."""
         if predicted.alone:
-            self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
+            if not joined:
+                self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
             return
         expected = predicted.counted + self.first_audio_seconds
         if expected >= 0.5:  # too short to say anything about the count
             ratio = min(4.0, max(0.5, seconds / expected))
-            self.correction = 0.8 * self.correction + 0.2 * ratio
+            kind = predicted.interactive
+            self.correction[kind] = 0.8 * self.correction[kind] + 0.2 * ratio
 
     def lead(self, interactive: bool) -> float:
         """How much earlier than its playback deadline a request's jobs are due."""
@@ -95,7 +125,8 @@ class Admission:
         starting = self.starting()
         busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
         counted = busy / sched.workers
-        return WaitEstimate(counted * self.correction, due, starting, mean, counted)
+        correction = self.correction[interactive]
+        return WaitEstimate(counted * correction, due, starting, mean, counted, interactive)
 
     def check(
         self, active_streams: int, interactive: bool, *, admitted: bool = False
@@ -105,6 +136,8 @@ class Admission:
         limits = self.limits
         kind = "interactive" if interactive else "bulk"
         wait = self.estimate(interactive)
+        if active_streams == 0 and wait.counted == 0.0:
+            wait = dataclasses.replace(wait, alone=True)
         if admitted:
             return wait
         if active_streams >= limits.max_streams:
@@ -113,6 +146,15 @@ class Admission:
                 f"{active_streams} requests are synthesizing; the limit is "
                 f"{limits.max_streams} (engine.limits.max_streams)",
                 wait.seconds,
+            )
+        capacity = self.realtime_capacity() * limits.bulk_realtime_share
+        if not interactive and active_streams >= max(1.0, capacity):
+            self.refused[kind] += 1
+            raise _busy(
+                f"the server is saturated: {active_streams} streams already need what the "
+                f"model can make in real time here (about {capacity:.1f} streams at "
+                f"engine.limits.bulk_realtime_share {limits.bulk_realtime_share:g})",
+                max(wait.seconds, 2.0),
             )
         bound = limits.interactive_max_wait_s if interactive else limits.bulk_max_wait_s
         if wait.seconds > bound:

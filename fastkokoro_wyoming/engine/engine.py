@@ -86,6 +86,7 @@ class Engine:
         self.traces = traces  # per-request timings, when profiling is on
         self.ready = False
         self._streams: set[SpeechStream] = set()
+        self._arrivals = 0  # requests admitted so far
         self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
         self._seq = itertools.count()
 
@@ -240,16 +241,20 @@ class Engine:
             lead=self.admission.lead(interactive),
         )
         self._streams.add(stream)
+        self._arrivals += 1
+        arrival = self._arrivals
         try:
             # aclosing: closing this generator closes the stream's at once (drops its work)
             chunks_of = stream.timed_chunks if timed else stream.chunks
             async with contextlib.aclosing(chunks_of()) as chunks:  # type: ignore[attr-defined]
                 calibrate = not admitted  # its first audio tells the admission how it did
                 async for chunk in chunks:
+                    self.admission.note_audio(chunk.size / SAMPLE_RATE)
                     if calibrate and stream.playing:
                         calibrate = False
                         waited = stream.playback_start - stream.t0
-                        self.admission.observe_first_audio(waited, wait)
+                        joined = self._arrivals != arrival  # others came meanwhile
+                        self.admission.observe_first_audio(waited, wait, joined=joined)
                     yield chunk
         finally:
             self._streams.discard(stream)

@@ -69,6 +69,7 @@ class Scheduler:
         self.busy_workers = 0
         # Recent model-call time (exponential average), for the admission's wait estimate.
         self.mean_job_seconds = 0.0
+        self.busy_seconds = 0.0  # requests' model-call time so far (background excluded)
         self._threads = [
             threading.Thread(target=self._work, name=f"kokoro-worker-{i}", daemon=True)
             for i in range(workers)
@@ -153,6 +154,7 @@ class Scheduler:
                 if self._closed and not self._heap:
                     return
                 _, _, fut, fn = self._heap.pop(self._next_index())
+                background = fut in self._background
                 self._background.discard(fut)
                 if not fut.set_running_or_notify_cancel():
                     continue  # cancelled while queued: never run
@@ -172,6 +174,8 @@ class Scheduler:
                     self.busy_workers -= 1
                     mean = self.mean_job_seconds
                     self.mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
+                    if not background:
+                        self.busy_seconds += took
 
     def _next_index(self) -> int:
         """The queued job with the lowest priority now (ties: the older one). A linear

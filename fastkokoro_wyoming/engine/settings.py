@@ -100,7 +100,11 @@ class LimitsConfig:
     # is refused first, with that wait as Retry-After.
     interactive_max_wait_s: float = 10.0
     bulk_max_wait_s: float = 4.0
-    interactive_lead_s: float = 2.0  # interactive jobs count as due this much earlier
+    interactive_lead_s: float = 60.0  # interactive jobs count as due this much earlier
+    # bulk requests also wait while the streams already running need more than this
+    # share of the real-time audio the workers can make (measured): beyond 1, everyone
+    # plays slower than real time; 2 lets a burst in at half speed rather than refuse it
+    bulk_realtime_share: float = 2.0
 
 
 @dataclass(frozen=True)

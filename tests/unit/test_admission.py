@@ -4,6 +4,7 @@ interactive ones queued under their own, longer bound, and served ahead of bulk 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 
@@ -82,7 +83,7 @@ def test_first_audio_cost_is_learned_from_requests_that_ran_alone() -> None:
     for _ in range(20):
         a.observe_first_audio(0.3, alone)
     assert a.first_audio_seconds == pytest.approx(0.3, abs=0.01)
-    assert a.correction == 1.0
+    assert a.correction == {True: 1.0, False: 1.0}
 
 
 def test_the_count_is_corrected_by_how_long_admitted_requests_really_waited() -> None:
@@ -94,7 +95,8 @@ def test_the_count_is_corrected_by_how_long_admitted_requests_really_waited() ->
     assert predicted.seconds == pytest.approx(2.0)
     for _ in range(30):
         a.observe_first_audio(2 * (2.0 + 0.5), predicted)
-    assert a.correction == pytest.approx(2.0, rel=0.02)
+    assert a.correction[False] == pytest.approx(2.0, rel=0.02)
+    assert a.correction[True] == 1.0  # learned per kind: bulk is passed by interactive
     with pytest.raises(Busy) as refused:
         a.check(1, interactive=False)  # 4 s now: over the 2 s bulk bound
     assert refused.value.retry_after == 4
@@ -139,3 +141,34 @@ def test_the_rest_of_an_admitted_reply_is_never_refused() -> None:
     for interactive in (False, True):
         assert a.check(99, interactive, admitted=True).seconds > 60
     assert a.refused == {"interactive": 0, "bulk": 0}
+
+
+def test_bulk_waits_while_running_streams_need_the_real_time_capacity() -> None:
+    """A stream's claim is its real-time need: with the model making 4 s of audio per
+    second of work (one worker), 4 streams fill it; at share 2, 8 running streams
+    refuse a ninth bulk request whatever the queue says, and never an interactive one."""
+    view = QueueView({}, mean=0.1)
+    view.busy_seconds = 0.0
+    a = admission(view)
+    a.note_audio(40.0)  # 40 s of audio for 10 s of model time
+    view.busy_seconds = 10.0
+    assert a.realtime_capacity() == pytest.approx(1 / (0.5 * 0.5 + 0.5 * 0.25))
+    for _ in range(10):  # the measurement settles on 0.25 s of work per audio second
+        a.note_audio(40.0)
+        view.busy_seconds += 10.0
+        a.realtime_capacity()
+    assert a.realtime_capacity() == pytest.approx(4.0, rel=0.01)
+    limits = dataclasses.replace(LIMITS, max_streams=32, bulk_realtime_share=2.0)
+    a.limits = limits
+    a.check(7, interactive=False)
+    with pytest.raises(Busy, match="real time") as refused:
+        a.check(8, interactive=False)
+    assert refused.value.retry_after >= 2
+    a.check(8, interactive=True)
+
+
+def test_a_request_admitted_alone_but_joined_by_others_measures_nothing() -> None:
+    a = admission(QueueView({}, mean=0.1), first_audio=0.4)
+    alone = dataclasses.replace(a.check(0, interactive=False), alone=True)
+    a.observe_first_audio(16.0, alone, joined=True)  # passed by later interactive ones
+    assert a.first_audio_seconds == 0.4
