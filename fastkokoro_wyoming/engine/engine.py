@@ -249,7 +249,8 @@ class Engine:
             async with contextlib.aclosing(chunks_of()) as chunks:  # type: ignore[attr-defined]
                 calibrate = not admitted  # its first audio tells the admission how it did
                 async for chunk in chunks:
-                    self.admission.note_audio(chunk.size / SAMPLE_RATE)
+                    audio = chunk.audio if timed else chunk  # a TimedChunk when timed
+                    self.admission.note_audio(audio.size / SAMPLE_RATE)
                     if calibrate and stream.playing:
                         calibrate = False
                         waited = stream.playback_start - stream.t0

@@ -31,10 +31,10 @@ from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
 from fastkokoro_wyoming.engine.timing import WordTiming
-from fastkokoro_wyoming.http_api.errors import ApiError, invalid, mid_stream_error
+from fastkokoro_wyoming.http_api.errors import invalid, mid_stream_error
 from fastkokoro_wyoming.http_api.params import parse_speech_body
-from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json
-from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
+from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json, ready_engine
+from fastkokoro_wyoming.http_api.state import STATE_KEY
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,13 +43,9 @@ NDJSON = "application/x-ndjson"
 
 async def captioned_speech(request: web.Request) -> web.StreamResponse:
     """Synthesize ``input`` and say when each word is heard (see the module docstring)."""
-    engine = request.app[ENGINE_KEY]
+    engine = ready_engine(request)
     state = request.app[STATE_KEY]
     received = time.perf_counter()
-    if not engine.ready:
-        raise ApiError(
-            503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
-        )
     body = await read_json(request)
     params = parse_speech_body(body, state.settings.default_format, state.voice_map)
     wanted = body.get("return_timestamps")

@@ -25,9 +25,19 @@ from fastkokoro_wyoming.engine.timing import TimedChunk, WordTiming
 from fastkokoro_wyoming.http_api.errors import ApiError, mid_stream_error
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import SpeechParams, parse_speech_body
-from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
+from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY, SpeechEngine
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def ready_engine(request: web.Request) -> SpeechEngine:
+    """The app's engine, or 503 + Retry-After while its model is still loading."""
+    engine = request.app[ENGINE_KEY]
+    if not engine.ready:
+        raise ApiError(
+            503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
+        )
+    return engine
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
@@ -37,13 +47,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
     first chunk is awaited before the headers go out: any refusal up to that point is
     still a JSON error with a 4xx/5xx status, which is what the openai SDK can read.
     """
-    engine = request.app[ENGINE_KEY]
+    engine = ready_engine(request)
     state = request.app[STATE_KEY]
     received = time.perf_counter()
-    if not engine.ready:
-        raise ApiError(
-            503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
-        )
     params = parse_speech_body(
         await read_json(request), state.settings.default_format, state.voice_map
     )
