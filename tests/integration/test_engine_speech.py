@@ -200,8 +200,9 @@ async def test_closing_a_stream_aborts_its_running_model_call(engine):
 
 async def test_short_request_overtakes_a_long_narration(engine):
     """A short request sent while a ~2,000-word request streams gets its first audio before
-    the long request's next segments: at most the one model call already running finishes
-    first (the scheduler puts every request's first segment ahead of later segments)."""
+    the long request's next segments: at most the model call already running (and one
+    started while the short text is in G2P) finishes first (the scheduler puts every
+    request's first segment ahead of later segments)."""
     sentence = "The old lighthouse keeper climbed the stairs again to watch the ships at night."
     long_text = " ".join([sentence] * 140)  # ~2,000 words
     events: list[str] = []
@@ -229,4 +230,6 @@ async def test_short_request_overtakes_a_long_narration(engine):
     sent = events.index("short sent")
     longs_between = events[sent : events.index("short")].count("long")
     print(events)
-    assert longs_between <= 1, events  # only the call in flight, not the queued ones
+    # The call in flight, and at most one a worker starts while the short request's text
+    # is still in G2P (nothing of it queued yet); never the long one's queued windows.
+    assert longs_between <= 2, events
