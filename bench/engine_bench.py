@@ -19,7 +19,7 @@ from common import TEXTS, assets, median
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig, SegmentationConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
-from fastkokoro_wyoming.engine.plan import Segment
+from fastkokoro_wyoming.engine.serving.plan import Segment
 
 
 async def engine_run(engine: Engine, text: str) -> tuple[float, float, float]:

@@ -41,12 +41,12 @@ from engine_bench import engine_run  # noqa: E402
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig, RuntimeConfig  # noqa: E402
 from fastkokoro_wyoming.engine import SynthesisRequest  # noqa: E402
-from fastkokoro_wyoming.engine.plan import Segment  # noqa: E402
-from fastkokoro_wyoming.engine.runtime import (  # noqa: E402
+from fastkokoro_wyoming.engine.model.runtime import (  # noqa: E402
     KokoroSession,
     RuntimeSettings,
     import_onnxruntime,
 )
+from fastkokoro_wyoming.engine.serving.plan import Segment  # noqa: E402
 
 
 def timed(fn, *args, n: int = 20) -> float:

@@ -2,7 +2,7 @@
 
 Per kernel and per segment length (0.5 s ... 25 s of 24 kHz audio, what the engine yields),
 the median time of one call, also given as µs per audio second. "legacy" is what the code
-did before engine/pcm.py (``(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()``, and
+did before engine/serving/pcm.py (``(np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()``, and
 bytearray framing in the Wyoming handler). First-call rows run in fresh processes: the first
 request's conversion without warmup (numba imported and compiled then) and with it, with an
 empty and a filled numba cache (``$NUMBA_CACHE_DIR``).
@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from common import median
 
-from fastkokoro_wyoming.engine.pcm import PcmKernels, numba_available
+from fastkokoro_wyoming.engine.serving.pcm import PcmKernels, numba_available
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE
 from fastkokoro_wyoming.wyoming_api.framing import PcmFramer
 
@@ -126,7 +126,7 @@ t0 = time.perf_counter()
 import numpy as np
 sys.path.insert(0, {root!r})
 mode = {mode!r}
-from fastkokoro_wyoming.engine import pcm
+from fastkokoro_wyoming.engine.serving import pcm
 from fastkokoro_wyoming.audio import float_to_pcm16
 def rss_mb():
     with open("/proc/self/status") as f:

@@ -30,7 +30,7 @@ from common import ROOT, TEXTS, assets, median
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig
 from fastkokoro_wyoming.engine import SynthesisRequest
-from fastkokoro_wyoming.engine.plan import Segment
+from fastkokoro_wyoming.engine.serving.plan import Segment
 
 SENTENCE = "The museum opens at nine in the morning and closes at six in the evening."
 SIZES = (8, 32, 128)
@@ -62,7 +62,7 @@ def with_accuracy_level(src: Path, dst: Path, level: int) -> None:
 
 def build(name: str, int8: Path, work: Path) -> tuple[Path, float | None]:
     """The variant's model file (written once into ``work``) and seconds spent writing it."""
-    from fastkokoro_wyoming.engine.modelprep import dequantize, quantize_matmul_nbits
+    from fastkokoro_wyoming.engine.model.weights import dequantize, quantize_matmul_nbits
 
     if name == "int8":
         return int8, None
@@ -114,7 +114,7 @@ def status_mb(field: str) -> float:
 
 
 def child(model: Path, feeds: Path, out: Path, threads: int, rounds: int) -> None:
-    from fastkokoro_wyoming.engine.runtime import KokoroSession, RuntimeSettings
+    from fastkokoro_wyoming.engine.model.runtime import KokoroSession, RuntimeSettings
 
     data = np.load(feeds)
     before = status_mb("VmRSS")

@@ -23,18 +23,18 @@ import numpy as np
 import onnxruntime as ort
 from common import TEXTS, assets
 
-from fastkokoro_wyoming.engine.g2p import G2P
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.tokens import Vocab
-from fastkokoro_wyoming.engine.voices import load_style_tables
-from fastkokoro_wyoming.engine.windowed.decoder import WindowedDecoder, window_bounds
-from fastkokoro_wyoming.engine.windowed.graphs import SAMPLES_PER_FRAME, derive
-from fastkokoro_wyoming.engine.windowed.metrics import join_jumps, log_mel_distance_db
-from fastkokoro_wyoming.engine.windowed.norm_stats import (
+from fastkokoro_wyoming.engine.model.voices import load_style_tables
+from fastkokoro_wyoming.engine.model.windowed.decoder import WindowedDecoder, window_bounds
+from fastkokoro_wyoming.engine.model.windowed.graphs import SAMPLES_PER_FRAME, derive
+from fastkokoro_wyoming.engine.model.windowed.metrics import join_jumps, log_mel_distance_db
+from fastkokoro_wyoming.engine.model.windowed.norm_stats import (
     DEFAULT_ANCHORS,
     calibrate,
     calibration_ids,
 )
+from fastkokoro_wyoming.engine.text.g2p import G2P
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
+from fastkokoro_wyoming.engine.text.vocab import Vocab
 
 HELD_OUT = [
     "The museum opens at nine in the morning and closes at six in the evening.",

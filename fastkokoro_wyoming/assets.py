@@ -24,6 +24,7 @@ import zipfile
 from pathlib import Path
 
 from .engine import Engine
+from .engine.builder import build_engine
 from .engine.errors import ConfigError
 from .engine.settings import EngineConfig, ModelConfig, ModelFiles
 
@@ -206,9 +207,9 @@ async def load_engine(cfg: EngineConfig) -> Engine:
     """Resolve (download if needed, in a thread) the configured files, then load the
     engine on them: what the daemon, the CLI and the Python API do at startup."""
     files = await asyncio.to_thread(resolve, cfg.model)
-    return await Engine.load(cfg, files)
+    return await asyncio.to_thread(build_engine, cfg, files)
 
 
 def load_engine_sync(cfg: EngineConfig) -> Engine:
     """:func:`load_engine` for callers without a running loop."""
-    return Engine.load_sync(cfg, resolve(cfg.model))
+    return build_engine(cfg, resolve(cfg.model))

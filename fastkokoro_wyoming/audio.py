@@ -9,7 +9,7 @@ from types import MappingProxyType
 import av
 import numpy as np
 
-from fastkokoro_wyoming.engine.pcm import default_kernels
+from fastkokoro_wyoming.engine.serving.pcm import default_kernels
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE
 
 # opus is served as an Ogg Opus file, whose registered type is audio/ogg (RFC 7845);
@@ -46,7 +46,7 @@ def float_to_pcm16(samples: np.ndarray) -> bytes:
     """float32 [-1, 1] mono samples -> signed 16-bit little-endian bytes (clipped).
 
     ``(np.clip(x, -1, 1) * 32767).astype("<i2")``, byte for byte, in one numba pass
-    when numba is installed (engine/pcm.py).
+    when numba is installed (engine/serving/pcm.py).
     """
     return default_kernels().to_pcm16(samples)
 

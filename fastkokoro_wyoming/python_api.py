@@ -28,7 +28,7 @@ from .assets import load_engine
 from .audio import StreamEncoder, float_to_pcm16
 from .config import Config, load_config
 from .engine import Engine, SynthesisRequest, VoiceInfo
-from .engine.timing import WordTiming
+from .engine.serving.timing import WordTiming
 
 _DONE = object()
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from fastkokoro_wyoming.config import WyomingConfig
 from fastkokoro_wyoming.engine.errors import EmptyText, InvalidSpeed, TextTooLong, UnknownVoice
+from fastkokoro_wyoming.engine.model.voices import Voice
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
-from fastkokoro_wyoming.engine.voices import Voice
 
 
 class FakeEngine:

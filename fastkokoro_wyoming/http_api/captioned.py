@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.timing import WordTiming
+from fastkokoro_wyoming.engine.serving.timing import WordTiming
 from fastkokoro_wyoming.http_api.errors import invalid, mid_stream_error
 from fastkokoro_wyoming.http_api.params import parse_speech_body
 from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json, ready_engine

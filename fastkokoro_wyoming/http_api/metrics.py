@@ -146,7 +146,7 @@ class Metrics:
 
 
 class ModelState(Protocol):
-    """What the engine's residency (engine/residency.py) reports."""
+    """What the engine's residency (engine/model/residency.py) reports."""
 
     loaded: bool
     unloads: int
@@ -201,7 +201,7 @@ class _ConnectionsCollector(Collector):
 
 
 class AdmissionState(Protocol):
-    """What the engine's admission (engine/admission.py) reports."""
+    """What the engine's admission (engine/serving/admission.py) reports."""
 
     refused: dict[str, int]
 

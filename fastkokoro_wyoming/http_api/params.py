@@ -19,8 +19,8 @@ from typing import Any
 
 from fastkokoro_wyoming.audio import FORMATS
 from fastkokoro_wyoming.config import OPENAI_VOICE_MAP
+from fastkokoro_wyoming.engine.model.voices import rename_voices
 from fastkokoro_wyoming.engine.types import SynthesisRequest
-from fastkokoro_wyoming.engine.voices import rename_voices
 from fastkokoro_wyoming.http_api.errors import ApiError, invalid
 
 MODEL_IDS: tuple[str, ...] = (

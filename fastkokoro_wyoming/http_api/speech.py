@@ -21,7 +21,7 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.audio import StreamEncoder
-from fastkokoro_wyoming.engine.timing import TimedChunk, WordTiming
+from fastkokoro_wyoming.engine.serving.timing import TimedChunk, WordTiming
 from fastkokoro_wyoming.http_api.errors import ApiError, mid_stream_error
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import SpeechParams, parse_speech_body

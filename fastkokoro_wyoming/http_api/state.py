@@ -15,7 +15,7 @@ import numpy as np
 from aiohttp import web
 
 from fastkokoro_wyoming.config import HttpConfig
-from fastkokoro_wyoming.engine.timing import TimedChunk
+from fastkokoro_wyoming.engine.serving.timing import TimedChunk
 from fastkokoro_wyoming.engine.types import SynthesisRequest, VoiceInfo
 from fastkokoro_wyoming.http_api.metrics import Metrics, ModelState
 

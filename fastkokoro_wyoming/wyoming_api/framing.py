@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..engine.pcm import PcmKernels, default_kernels, flat
+from ..engine.serving.pcm import PcmKernels, default_kernels, flat
 
 
 class PcmFramer:

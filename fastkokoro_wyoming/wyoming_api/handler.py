@@ -35,9 +35,9 @@ from wyoming.tts import (
 
 from .. import __version__
 from ..engine.errors import EmptyText, EngineError
-from ..engine.sentences import SentenceSplitter
+from ..engine.model.voices import Voice
+from ..engine.text.sentences import SentenceSplitter
 from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
-from ..engine.voices import Voice
 from ..peers import READ_TIMEOUT, PeerLimits, peer_host
 from .framing import PcmFramer
 from .reader import FrameTimeout, ProtocolError, read_event

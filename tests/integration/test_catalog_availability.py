@@ -19,9 +19,9 @@ from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeVoice
 
 from fastkokoro_wyoming.engine.engine import Engine
-from fastkokoro_wyoming.engine.g2p import G2P
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.voices import VoiceStore
+from fastkokoro_wyoming.engine.model.voices import VoiceStore
+from fastkokoro_wyoming.engine.text.g2p import G2P
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from tests.integration.conftest import (
     TIMEOUT,
     daemon_config,

@@ -28,7 +28,7 @@ from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import Config, EngineConfig, HttpConfig, ModelConfig, WyomingConfig
 from fastkokoro_wyoming.daemon import Daemon, start
 from fastkokoro_wyoming.engine import Engine
-from fastkokoro_wyoming.engine.scheduler import Scheduler
+from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 from tests.tiny_models import build_classic_model
 
 pytestmark = pytest.mark.integration

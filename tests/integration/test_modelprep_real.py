@@ -14,7 +14,7 @@ import pytest
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig, RuntimeConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
-from fastkokoro_wyoming.engine.modelprep import has_integer_ops
+from fastkokoro_wyoming.engine.model.weights import has_integer_ops
 from tests.conftest import collect
 from tests.integration.conftest import MIN_ACCURACY, TWO
 from tests.speech import transcribe, word_accuracy

@@ -4,7 +4,7 @@ For each case the words must be in order, inside the audio, one per written word
 their start times must agree with where pocketsphinx (free recognition, ``Decoder.seg()``,
 100 frames a second) hears the same words: only words both sides name are compared
 ("$12.50" is compared nowhere, "dog" everywhere it is recognised). The sentences here
-were not used to choose ``ONSET_LEAD_SAMPLES`` (engine/timing.py).
+were not used to choose ``ONSET_LEAD_SAMPLES`` (engine/serving/timing.py).
 
 Measured (int8 model, af_heart unless said; |our start - pocketsphinx start|, median /
 p90): plain 22 / 50 ms (53 of 61 words compared); after joins 20 / 48 ms (36/40); around a
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming.engine import SynthesisRequest
-from fastkokoro_wyoming.engine.timing import WordTiming
+from fastkokoro_wyoming.engine.serving.timing import WordTiming
 from tests.speech import to_16k
 
 pytestmark = pytest.mark.integration

@@ -18,23 +18,23 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from fastkokoro_wyoming.engine.g2p import G2P
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.tokens import Vocab
-from fastkokoro_wyoming.engine.voices import load_style_tables
-from fastkokoro_wyoming.engine.windowed.decoder import WindowedDecoder
-from fastkokoro_wyoming.engine.windowed.graphs import SAMPLES_PER_FRAME, derive
-from fastkokoro_wyoming.engine.windowed.metrics import (
+from fastkokoro_wyoming.engine.model.voices import load_style_tables
+from fastkokoro_wyoming.engine.model.windowed.decoder import WindowedDecoder
+from fastkokoro_wyoming.engine.model.windowed.graphs import SAMPLES_PER_FRAME, derive
+from fastkokoro_wyoming.engine.model.windowed.metrics import (
     join_jumps,
     log_mel_distance_db,
     spectral_snr_db,
 )
-from fastkokoro_wyoming.engine.windowed.norm_stats import (
+from fastkokoro_wyoming.engine.model.windowed.norm_stats import (
     NormPriors,
     calibration_ids,
     load_or_calibrate,
     priors_path,
 )
+from fastkokoro_wyoming.engine.text.g2p import G2P
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
+from fastkokoro_wyoming.engine.text.vocab import Vocab
 from tests.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration
@@ -217,7 +217,7 @@ def test_other_languages_windowed_match_the_whole_call(kit, lang):
 
 def test_priors_are_cached_and_blends_average(kit, heart_priors):
     texts = calibration_ids("a", 3)
-    from fastkokoro_wyoming.engine.windowed.norm_stats import DEFAULT_ANCHORS
+    from fastkokoro_wyoming.engine.model.windowed.norm_stats import DEFAULT_ANCHORS
 
     path = priors_path(kit.decoder, "af_heart", kit.tables["af_heart"], texts, DEFAULT_ANCHORS)
     assert path.is_file() and path.parent.parent == kit.decoder.graphs.directory

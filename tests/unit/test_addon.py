@@ -170,7 +170,7 @@ def test_schema_choices_are_values_the_daemon_accepts(addon):
         assert load_config(environ={"FASTKOKORO_LOG_LEVEL": value.upper()})
     for value in re.match(r"list\((.*)\)", schema["model_source"]).group(1).split("|"):
         assert load_config(environ={"FASTKOKORO_ENGINE_MODEL_SOURCE": value})
-    from fastkokoro_wyoming.engine.languages import LanguageTable
+    from fastkokoro_wyoming.engine.text.languages import LanguageTable
 
     for code in re.match(r"list\((.*)\)", schema["languages"][0]).group(1).split("|"):
         assert LanguageTable().resolve(code).extra in (None, "zh"), "zh is the add-on's extra"

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from fastkokoro_wyoming.engine.admission import Admission
 from fastkokoro_wyoming.engine.errors import Busy
-from fastkokoro_wyoming.engine.scheduler import Scheduler
+from fastkokoro_wyoming.engine.serving.admission import Admission
+from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 from fastkokoro_wyoming.engine.settings import LimitsConfig
 
 LIMITS = LimitsConfig(

@@ -19,14 +19,14 @@ from wyoming.info import Describe, Info
 
 from fastkokoro_wyoming.config import Config, EngineConfig, HttpConfig, WyomingConfig
 from fastkokoro_wyoming.daemon import start
-from fastkokoro_wyoming.engine import g2p as g2p_module
 from fastkokoro_wyoming.engine.engine import Engine
 from fastkokoro_wyoming.engine.errors import LanguageUnavailable
-from fastkokoro_wyoming.engine.g2p import G2P
-from fastkokoro_wyoming.engine.languages import LanguageTable, module_installed
-from fastkokoro_wyoming.engine.tokens import Vocab
+from fastkokoro_wyoming.engine.model.voices import VoiceStore
+from fastkokoro_wyoming.engine.text import g2p as g2p_module
+from fastkokoro_wyoming.engine.text.g2p import G2P
+from fastkokoro_wyoming.engine.text.languages import LanguageTable, module_installed
+from fastkokoro_wyoming.engine.text.vocab import Vocab
 from fastkokoro_wyoming.engine.types import SynthesisRequest
-from fastkokoro_wyoming.engine.voices import VoiceStore
 from fastkokoro_wyoming.wyoming_api.handler import build_info
 
 VOICES = ("af_heart", "bf_emma", "jf_alpha", "jm_kumo", "zf_xiaobei", "ef_dora", "pf_dora")

@@ -13,24 +13,24 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming.config import EngineConfig
-from fastkokoro_wyoming.engine import g2p as g2p_module
 from fastkokoro_wyoming.engine.engine import Engine
 from fastkokoro_wyoming.engine.errors import (
     LanguageMismatch,
     LanguageUnavailable,
     UnknownLanguage,
 )
-from fastkokoro_wyoming.engine.g2p import G2P
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.normalize import (
+from fastkokoro_wyoming.engine.model.voices import VoiceStore
+from fastkokoro_wyoming.engine.text import g2p as g2p_module
+from fastkokoro_wyoming.engine.text.g2p import G2P
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
+from fastkokoro_wyoming.engine.text.reading import (
     kanji_number,
     normalize_chinese,
     normalize_espeak,
     normalize_japanese,
 )
-from fastkokoro_wyoming.engine.tokens import Vocab
+from fastkokoro_wyoming.engine.text.vocab import Vocab
 from fastkokoro_wyoming.engine.types import SynthesisRequest
-from fastkokoro_wyoming.engine.voices import VoiceStore
 
 VALID = "a/en-US, b/en-GB, j/ja-JP, z/zh-CN, e/es-ES, f/fr-FR, h/hi-IN, i/it-IT, p/pt-BR"
 VOICES = {

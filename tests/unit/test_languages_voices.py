@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming.engine.errors import ConfigError, UnknownLanguage, UnknownVoice
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.voices import VoiceStore, load_style_tables
+from fastkokoro_wyoming.engine.model.voices import VoiceStore, load_style_tables
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
 
 
 def store(names=("af_heart", "af_bella", "af_sky", "bm_george", "jf_alpha")):

@@ -3,6 +3,10 @@
 * ``engine/`` imports nothing above it (no ``config``, ``assets``, front end): it gets
   typed settings (engine/settings.py) and resolved paths, so it can be used, tested
   and replaced on its own.
+* Inside the engine, layers import only downward: the foundation (``errors``, ``types``,
+  ``settings``) < ``text/`` < ``model/`` < ``serving/`` < the top (``engine``, ``builder``,
+  ``protocol``). Every import counts, also those under ``TYPE_CHECKING`` or in a function.
+* No import cycle anywhere in the package.
 * The front ends (``http_api/``, ``wyoming_api/``) do not import each other.
 * Module-level containers are constant tables: nothing rebinds a module global
   (``global``) or mutates one in place (``TABLE[k] = v``, ``TABLE.update(...)``).
@@ -92,3 +96,82 @@ def test_no_mutable_module_state(path: Path) -> None:
 def test_modules_stay_small(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").count("\n")
     assert lines <= MAX_LINES, f"{path.relative_to(PACKAGE)} has {lines} lines"
+
+
+ENGINE = "fastkokoro_wyoming.engine"
+LAYERS = ("foundation", "text", "model", "serving", "top")
+FOUNDATION = {"errors", "types", "settings"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the package's own modules it imports (names resolved to real modules)."""
+    modules = {_module_name(p): p for p in _modules()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for imported in _imported(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                edges.add(imported)
+        graph[name] = edges
+    return graph
+
+
+def _layer(module: str) -> str:
+    rest = module.removeprefix(ENGINE).lstrip(".").split(".")
+    if rest[0] in ("text", "model", "serving"):
+        return rest[0]
+    return "foundation" if rest[0] in FOUNDATION else "top"
+
+
+def test_engine_layers_import_only_downward() -> None:
+    bad = []
+    for module, edges in _graph().items():
+        if not module.startswith(ENGINE + "."):
+            continue
+        for target in edges:
+            if target.startswith(ENGINE + ".") and (
+                LAYERS.index(_layer(target)) > LAYERS.index(_layer(module))
+            ):
+                bad.append(f"{module} ({_layer(module)}) imports {target} ({_layer(target)})")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    # A package's __init__ may re-export its own modules; an edge from a module up to
+    # the package that contains it would then be a cycle, and it is counted as one.
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    assert not cycles, f"import cycles: {cycles}"

@@ -1,4 +1,4 @@
-"""engine/modelprep.py on tiny graphs: int8 -> fp32, q4/q8 MatMulNBits, the plan and the cache.
+"""engine/model/weights.py on tiny graphs: int8 -> fp32, q4/q8 MatMulNBits, the plan and the cache.
 
 The float graphs are built with ``onnx.helper`` and quantised with onnxruntime's own
 ``quantize_dynamic`` (what made Kokoro's int8 file), so the rewrite is checked against the
@@ -17,9 +17,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fastkokoro_wyoming.engine import modelprep
 from fastkokoro_wyoming.engine.errors import ConfigError
-from fastkokoro_wyoming.engine.modelprep import (
+from fastkokoro_wyoming.engine.model import weights as modelprep
+from fastkokoro_wyoming.engine.model.weights import (
     WeightPlan,
     dequantize,
     plan_weights,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming.audio import float_to_pcm16
-from fastkokoro_wyoming.engine import pcm
-from fastkokoro_wyoming.engine.pcm import PcmKernels, numba_available
+from fastkokoro_wyoming.engine.serving import pcm
+from fastkokoro_wyoming.engine.serving.pcm import PcmKernels, numba_available
 from fastkokoro_wyoming.wyoming_api.framing import PcmFramer
 
 # NumPy's cast of NaN warns, as float_to_pcm16 always did; the numba kernel is silent.

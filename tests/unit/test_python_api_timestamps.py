@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import numpy as np
 import pytest
 
-from fastkokoro_wyoming.engine.timing import TimedChunk, WordTiming
+from fastkokoro_wyoming.engine.serving.timing import TimedChunk, WordTiming
 from fastkokoro_wyoming.python_api import FastKokoro
 
 CHUNKS = [

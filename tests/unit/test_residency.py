@@ -1,11 +1,11 @@
-"""Idle unload bookkeeping (engine/residency.py) with fake session holders."""
+"""Idle unload bookkeeping (engine/model/residency.py) with fake session holders."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from fastkokoro_wyoming.engine.residency import Residency
+from fastkokoro_wyoming.engine.model.residency import Residency
 
 
 class Part:

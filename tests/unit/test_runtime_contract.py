@@ -8,15 +8,15 @@ import pytest
 from fastkokoro_wyoming.config import EngineConfig, LimitsConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
 from fastkokoro_wyoming.engine.errors import ConfigError
-from fastkokoro_wyoming.engine.languages import LanguageTable
-from fastkokoro_wyoming.engine.runtime import (
+from fastkokoro_wyoming.engine.model.runtime import (
     KokoroSession,
     RuntimeSettings,
     resolve_providers,
 )
-from fastkokoro_wyoming.engine.scheduler import Scheduler
-from fastkokoro_wyoming.engine.tokens import Vocab
-from fastkokoro_wyoming.engine.voices import VoiceStore
+from fastkokoro_wyoming.engine.model.voices import VoiceStore
+from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
+from fastkokoro_wyoming.engine.text.languages import LanguageTable
+from fastkokoro_wyoming.engine.text.vocab import Vocab
 from tests.tiny_models import FRAMES_PER_ID, build_bucket_model, build_classic_model
 
 STYLE = np.zeros((1, 256), np.float32)
@@ -203,8 +203,8 @@ def test_io_binding_gives_the_same_audio(tmp_path):
 
 def test_graph_buffers_update_in_place_between_calls(tmp_path):
     """The CUDA-graph path's buffer handling (bound once, updated in place), on the CPU."""
-    from fastkokoro_wyoming.engine.graph_buffers import GraphBuffers
-    from fastkokoro_wyoming.engine.runtime import import_onnxruntime
+    from fastkokoro_wyoming.engine.model.cuda_graphs import GraphBuffers
+    from fastkokoro_wyoming.engine.model.runtime import import_onnxruntime
 
     path = build_bucket_model(tmp_path / "b.onnx", bucket=16)
     plain = KokoroSession.open(path, RuntimeSettings())
@@ -217,7 +217,7 @@ def test_graph_buffers_update_in_place_between_calls(tmp_path):
 
 
 def test_cuda_graph_needs_a_gpu_and_gpu_defaults(tmp_path, caplog):
-    from fastkokoro_wyoming.engine.runtime import provider_options
+    from fastkokoro_wyoming.engine.model.runtime import provider_options
 
     path = build_bucket_model(tmp_path / "b.onnx", bucket=16)
     s = KokoroSession.open(path, RuntimeSettings(cuda_graph=True))
@@ -236,7 +236,7 @@ def test_cuda_graph_needs_a_gpu_and_gpu_defaults(tmp_path, caplog):
 async def test_profile_dir_traces_every_request(tmp_path, bucket_session):
     import json
 
-    from fastkokoro_wyoming.engine.trace import TraceSink
+    from fastkokoro_wyoming.engine.serving.trace import TraceSink
 
     eng = tiny_engine(bucket_session)
     eng.traces = TraceSink(tmp_path / "prof")
@@ -254,7 +254,7 @@ async def test_profile_dir_traces_every_request(tmp_path, bucket_session):
 
 
 def test_cuts_inside_a_sentence_keep_a_short_pause_not_the_edge_silence():
-    from fastkokoro_wyoming.engine.plan import JOIN_LEAD, JOIN_TAIL, Segment
+    from fastkokoro_wyoming.engine.serving.plan import JOIN_LEAD, JOIN_TAIL, Segment
 
     audio = np.zeros(24_000, np.float32)
     audio[7_200:14_400] = 0.5  # 0.3 s of silence, 0.3 s of "speech", 0.4 s of silence

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from fastkokoro_wyoming.engine.errors import Busy
-from fastkokoro_wyoming.engine.scheduler import Scheduler
+from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 
 
 async def test_first_segments_go_first_and_cancelled_jobs_never_run():

@@ -1,6 +1,11 @@
 import pytest
 
-from fastkokoro_wyoming.engine.segmentation import STRATEGIES, segment, split_phrases, split_to_fit
+from fastkokoro_wyoming.engine.text.segmentation import (
+    STRATEGIES,
+    segment,
+    split_phrases,
+    split_to_fit,
+)
 
 SENT = "ðə kwˈɪk bɹˈWn fˈɑks ʤˈʌmps ˈOvəɹ ðə lˈAzi dˈɔɡ, ænd ðˈɛn ɪt ɹˈæn əwˈA fɹʌm ðə fˈɑɹməɹ."
 
@@ -59,7 +64,7 @@ def test_adaptive_keeps_a_sentence_barely_over_the_budget_whole():
 
 
 def test_sentence_ends_are_told_from_cuts():
-    from fastkokoro_wyoming.engine.segmentation import ends_sentence
+    from fastkokoro_wyoming.engine.text.segmentation import ends_sentence
 
     assert ends_sentence("hˈɛlO.") and ends_sentence("wˈʌt?” ") and ends_sentence("你好。")
     assert not ends_sentence("dˈɔɡ,") and not ends_sentence("ðə kwˈɪk")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from fastkokoro_wyoming.engine.sentences import SentenceSplitter, split_sentences
+from fastkokoro_wyoming.engine.text.sentences import SentenceSplitter, split_sentences
 
 CASES: list[tuple[str | None, str, list[str]]] = [
     ("a", "Hello there. How are you? I'm fine!", ["Hello there.", "How are you?", "I'm fine!"]),

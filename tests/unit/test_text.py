@@ -1,4 +1,10 @@
-from fastkokoro_wyoming.engine.text import Pause, clean, has_speech, normalize_english, split_pauses
+from fastkokoro_wyoming.engine.text.cleanup import (
+    Pause,
+    clean,
+    has_speech,
+    normalize_english,
+    split_pauses,
+)
 
 
 def test_strict_pause_tokens_only():

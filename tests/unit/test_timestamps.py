@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastkokoro_wyoming.engine.timestamps import (
+from fastkokoro_wyoming.engine.serving.timing import (
+    ONSET_LEAD_SAMPLES,
+    SegmentTiming,
+    WordClock,
+    approximate_durations,
+)
+from fastkokoro_wyoming.engine.text.words import (
     WordLabels,
     WordSpan,
     label_sentence,
     source_entries,
     written,
-)
-from fastkokoro_wyoming.engine.timing import (
-    ONSET_LEAD_SAMPLES,
-    SegmentTiming,
-    WordClock,
-    approximate_durations,
 )
 
 

@@ -8,10 +8,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fastkokoro_wyoming.engine.windowed.decoder import window_bounds, window_sizes
-from fastkokoro_wyoming.engine.windowed.graphs import find_cuts
-from fastkokoro_wyoming.engine.windowed.norm_stats import NormPriors, split_stats
-from fastkokoro_wyoming.engine.windowed.surgery import (
+from fastkokoro_wyoming.engine.model.windowed.decoder import window_bounds, window_sizes
+from fastkokoro_wyoming.engine.model.windowed.graphs import find_cuts
+from fastkokoro_wyoming.engine.model.windowed.norm_stats import NormPriors, split_stats
+from fastkokoro_wyoming.engine.model.windowed.surgery import (
     GraphNotSupported,
     extract,
     find_norms,

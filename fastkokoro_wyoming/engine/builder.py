@@ -1,8 +1,8 @@
-"""Loading the engine: model session, voices, vocabulary, G2P, warm-up.
+"""Building the engine: model session, voices, vocabulary, G2P, warm-up.
 
-Kept apart from :class:`Engine` (which only serves requests) because loading is
-the one slow, blocking, I/O-heavy step: it runs once, in a thread, before the
-front ends start listening.
+Kept apart from :class:`Engine` (which only serves requests) because building is
+the one slow, blocking, I/O-heavy step: it runs once, in a thread. It imports the engine,
+never the other way round (``assets.load_engine`` is what callers use).
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .engine import Engine
 from .errors import ConfigError, UnknownVoice
-from .g2p import G2P
-from .languages import LanguageTable
-from .modelprep import plan_weights, prepare_model
-from .residency import Reloadable, Residency, trim_heap
-from .runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
-from .scheduler import Scheduler
+from .model.residency import Reloadable, Residency, trim_heap
+from .model.runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
+from .model.voices import VoiceStore, parse_blend
+from .model.weights import plan_weights, prepare_model
+from .serving.scheduler import Scheduler
+from .serving.trace import TraceSink
 from .settings import EngineConfig, ModelFiles
-from .tokens import Vocab
-from .trace import TraceSink
-from .voices import VoiceStore, parse_blend
+from .text.g2p import G2P
+from .text.languages import LanguageTable
+from .text.vocab import Vocab
 
 if TYPE_CHECKING:
-    from .windowed.backend import WindowedBackend
+    from .serving.calibration import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,10 +52,8 @@ def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
     )
 
 
-def load_engine(cfg: EngineConfig, files: ModelFiles):  # -> Engine (import cycle)
+def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     """Read everything, check the default voice, warm G2P and the model; blocking."""
-    from .engine import Engine
-
     t0 = time.perf_counter()
     languages = LanguageTable()
     settings = runtime_settings(cfg)
@@ -142,7 +141,7 @@ def _open_windowed(
         return voice.styles, voice.lang
 
     try:
-        from .windowed.backend import WindowedBackend
+        from .serving.calibration import WindowedBackend
     except ImportError as err:  # onnx missing: the split needs it
         _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", err)
         return None

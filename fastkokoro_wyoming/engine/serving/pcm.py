@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .types import SAMPLE_RATE
+from ..types import SAMPLE_RATE
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ moment a listener who started at the stream's start would need that audio.
 * :class:`WholeRender`: today's path and the fallback: one call, one chunk.
 * :class:`WindowedRender`: a short *plan* call (front graph, frame-rate decoder, phase,
   ~5 % of the model) tells the segment's exact length; then the generator runs window by
-  window (engine/windowed/decoder.py), a few windows queued ahead, each due when the audio
+  window (engine/model/windowed/decoder.py), a few windows queued ahead, each due when the audio
   before it runs out. First audio comes after the plan and one small window.
 """
 
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..types import SAMPLE_RATE
 from .plan import JOIN_LEAD, JOIN_SILENCE_LEVEL, JOIN_TAIL, Segment
 from .scheduler import Job, Priority, Scheduler
 from .timing import SegmentTiming
 from .trace import RequestTrace
-from .types import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from .windowed.decoder import SegmentPlan, WindowedDecoder
+    from ..model.windowed.decoder import SegmentPlan, WindowedDecoder
 
 Due = Callable[[float], Priority]  # seconds into the segment -> scheduler priority
 SECONDS_PER_ID = 0.085  # a rough length until a segment's plan gives the real one

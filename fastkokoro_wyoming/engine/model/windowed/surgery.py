@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..modelprep import prune_graph
+from ..weights import prune_graph
 from .errors import GraphNotSupported
 
 __all__ = ["GraphNotSupported", "GraphIndex", "extract", "find_norms", "prune", "rename"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tokens import Vocab
+from ...text.vocab import Vocab
 from .decoder import WindowedDecoder
 
 _LOGGER = logging.getLogger(__name__)

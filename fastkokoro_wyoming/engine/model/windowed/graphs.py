@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..modelprep import _digest
+from ..weights import file_digest
 from .errors import GraphNotSupported
 from .metrics import spectral_snr_db
 
@@ -293,7 +293,7 @@ def derive(
     derive time (about 1-2 s): GraphNotSupported if they do not reproduce it.
     """
     model_path = Path(model_path)
-    digest = _digest(model_path)
+    digest = file_digest(model_path)
     out = Path(cache_dir) / "windowed" / f"{model_path.stem}-{digest}"
     meta_path = out / "meta.json"
     if meta_path.is_file():

@@ -24,9 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import Busy
+from ..errors import Busy
+from ..settings import LimitsConfig
 from .scheduler import Scheduler
-from .settings import LimitsConfig
 
 
 @dataclass(frozen=True)

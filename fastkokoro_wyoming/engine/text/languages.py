@@ -17,7 +17,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import UnknownLanguage
+from ..errors import UnknownLanguage
 
 # Top-level modules g2p.py's builders import for each kind of language (directly or through
 # the misaki module they use). Every language reads Latin-script runs or out-of-vocabulary

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, UnknownVoice
-from .languages import LanguageTable
-from .types import VoiceInfo
+from ..errors import ConfigError, UnknownVoice
+from ..text.languages import LanguageTable
+from ..types import VoiceInfo
 
 STYLE_ROWS = 510
 STYLE_DIM = 256

@@ -21,11 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..scheduler import Scheduler
-from ..settings import DecoderConfig
-from ..voices import Voice, parse_blend
-from .decoder import WindowedDecoder
-from .norm_stats import (
+from ..model.voices import Voice, parse_blend
+from ..model.windowed.decoder import WindowedDecoder
+from ..model.windowed.norm_stats import (
     DEFAULT_ANCHORS,
     NormPriors,
     StatsPool,
@@ -34,6 +32,8 @@ from .norm_stats import (
     load_or_calibrate,
     priors_path,
 )
+from ..settings import DecoderConfig
+from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
 IDLE = (math.inf,)  # scheduler priority of background calibration: after every request

@@ -1,7 +1,7 @@
 """One request's way through the engine: plan ahead, queue model calls, yield audio.
 
 :class:`SpeechStream` is created per request by :meth:`Engine.synthesize`. It keeps
-up to ``lookahead`` segments planned (G2P in a thread) and rendering (engine/renders.py:
+up to ``lookahead`` segments planned (G2P in a thread) and rendering (engine/serving/renders.py:
 model calls in the scheduler's threads) ahead of its reader, yields audio the moment it
 is ready (a whole segment, or a decoder window), and on cancellation or error drops
 everything it queued.
@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator, Callable, Generator
 
 import numpy as np
 
-from .errors import SynthesisTimeout
+from ..errors import SynthesisTimeout
+from ..settings import EngineConfig
+from ..types import SAMPLE_RATE
 from .plan import Prepared, Segment
 from .renders import Due, Render
-from .settings import EngineConfig
 from .timing import TimedChunk, WordClock
 from .trace import RequestTrace
-from .types import SAMPLE_RATE
 
 # Starts a segment's render: (segment, request, due, trace, admit) -> its render.
 StartRender = Callable[[Segment, Prepared, Due, RequestTrace, bool], Render]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from .settings import Strategy, choices
+from ..settings import Strategy, choices
 
 STRATEGIES = choices(Strategy)
 

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .g2p import G2P
+from ..model.voices import Voice
+from ..settings import SegmentationConfig
+from ..text.cleanup import Pause
+from ..text.g2p import G2P
+from ..text.segmentation import ends_sentence, segment
+from ..text.sentences import split_sentences
+from ..text.vocab import Vocab
+from ..text.words import SentenceWords, WordLabels, WordSpan, label_sentence
+from ..types import SAMPLE_RATE
 from .pcm import default_kernels
-from .segmentation import ends_sentence, segment
-from .sentences import split_sentences
-from .settings import SegmentationConfig
-from .text import Pause
-from .timestamps import SentenceWords, WordLabels, WordSpan, label_sentence
-from .tokens import Vocab
-from .types import SAMPLE_RATE
-from .voices import Voice
 
 _LOGGER = logging.getLogger(__name__)
 JOIN_SILENCE_LEVEL = 1e-3  # -60 dBFS

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .timestamps import WordSpan
-from .types import SAMPLE_RATE
+from ..text.words import WordSpan
+from ..types import SAMPLE_RATE
 
 # A token's sound starts ~2-3 frames before its slot in the duration grid (the decoder's
 # convolutions look ahead): speech onset by level 40-85 ms before the first word's slot

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .settings import WeightsMode, choices
+from ..errors import ConfigError
+from ..settings import WeightsMode, choices
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -117,7 +117,7 @@ def prepare_model(model: Path, plan: WeightPlan, cache_dir: Path, block_size: in
         return model
     suffix = plan.mode if plan.mode == "fp32" else f"{plan.mode}-b{block_size}"
     out_dir = Path(cache_dir) / "prepared"
-    out = out_dir / f"{model.stem}-{_digest(model)}-{suffix}.onnx"
+    out = out_dir / f"{model.stem}-{file_digest(model)}-{suffix}.onnx"
     if out.is_file():
         _LOGGER.info("Model weights: %s from cache (%s)", plan.mode, out)
         return out

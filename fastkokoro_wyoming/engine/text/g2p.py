@@ -26,10 +26,10 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from .errors import LanguageUnavailable
+from ..errors import LanguageUnavailable
+from .cleanup import normalize_english
 from .languages import Language, LanguageTable
-from .normalize import japanese_numbers, normalize
-from .text import normalize_english
+from .reading import japanese_numbers, normalize
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from .errors import Busy
+from ..errors import Busy
 
 _LOGGER = logging.getLogger(__name__)
 
