@@ -212,7 +212,7 @@ async def http_section(args) -> None:
 
 def cuda_graph_section(args) -> None:
     sys.path.insert(0, str(ROOT))
-    from tests.tiny_models import build_bucket_model
+    from tests.support.tiny_models import build_bucket_model
 
     print("\n## CUDA graphs on the tiny fixed-bucket graph\n")
     tmp = Path(tempfile.mkdtemp())

@@ -165,7 +165,7 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    from tests.speech import transcribe, word_accuracy
+    from tests.support.speech import transcribe, word_accuracy
 
     int8, voices = assets()
     work = args.work or int8.parent / "quant_bench"

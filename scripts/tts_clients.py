@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.speech import transcribe, word_accuracy  # noqa: E402
+from tests.support.speech import transcribe, word_accuracy  # noqa: E402
 
 RATE = 24000
 

@@ -17,7 +17,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 
 from fastkokoro_wyoming.config import Config, HttpConfig, LimitsConfig, WyomingConfig
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 TIMEOUT = 120.0  # one network read; generous: 2 cores shared with other test runs
 # pocketsphinx's small en-us model misses a word or two of Kokoro's speech

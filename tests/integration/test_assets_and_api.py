@@ -21,8 +21,8 @@ from fastkokoro_wyoming.assets import (
 from fastkokoro_wyoming.config import EngineConfig, ModelConfig
 from fastkokoro_wyoming.engine import SynthesisRequest
 from fastkokoro_wyoming.engine.errors import ConfigError
-from tests.speech import transcribe, word_accuracy
-from tests.tiny_models import build_bucket_model
+from tests.support.speech import transcribe, word_accuracy
+from tests.support.tiny_models import build_bucket_model
 
 REPO = "msgflux/Kokoro-82M-streaming-onnx"
 FILE = "onnx/kokoro-82m-streaming-b64-fp16.onnx"

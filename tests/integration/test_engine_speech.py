@@ -23,7 +23,7 @@ from fastkokoro_wyoming.engine.errors import (
     UnknownVoice,
 )
 from tests.conftest import collect
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 THREE = (
     "The weather today is sunny and warm. Please remember to water the garden. "

@@ -42,7 +42,7 @@ from tests.integration.test_limits import (
     wait_idle,
     wyoming_request,
 )
-from tests.tiny_models import build_classic_model
+from tests.support.tiny_models import build_classic_model
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 error shape, responses as documented, and the server healthy afterwards.
 
 The daemon runs a real Engine (real validation, voices and English G2P) on the tiny
-classic graph from tests/tiny_models.py, so a generated request costs microseconds of
+classic graph from tests/support/tiny_models.py, so a generated request costs microseconds of
 "inference". Schemathesis drives the server the way its CLI does (its engine runs the
 examples, coverage, fuzzing and stateful phases over every operation); its calls are
 synchronous, so the daemon gets its own event loop in a thread.
@@ -27,7 +27,7 @@ import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
 from fastkokoro_wyoming.config import Config, EngineConfig, HttpConfig, ModelConfig, WyomingConfig
-from tests.tiny_models import build_classic_model
+from tests.support.tiny_models import build_classic_model
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ import pytest
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import Config, HttpConfig, WyomingConfig
 from tests.conftest import engine_config
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 
 from fastkokoro_wyoming.engine import SynthesisRequest
 from tests.conftest import collect
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 # (lang as a user might write it, voice, text, reviewed phonemes)
 TYPICAL = {

@@ -29,7 +29,7 @@ from fastkokoro_wyoming.config import Config, EngineConfig, HttpConfig, ModelCon
 from fastkokoro_wyoming.daemon import Daemon, start
 from fastkokoro_wyoming.engine import Engine
 from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
-from tests.tiny_models import build_classic_model
+from tests.support.tiny_models import build_classic_model
 
 pytestmark = pytest.mark.integration
 

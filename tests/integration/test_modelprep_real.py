@@ -17,7 +17,7 @@ from fastkokoro_wyoming.engine import Engine, SynthesisRequest
 from fastkokoro_wyoming.engine.model.weights import has_integer_ops
 from tests.conftest import collect
 from tests.integration.conftest import MIN_ACCURACY, TWO
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import pytest
 
 from fastkokoro_wyoming.engine import SynthesisRequest
 from fastkokoro_wyoming.engine.serving.timing import WordTiming
-from tests.speech import to_16k
+from tests.support.speech import to_16k
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ from fastkokoro_wyoming.engine.model.windowed.norm_stats import (
 from fastkokoro_wyoming.engine.text.g2p import G2P
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from fastkokoro_wyoming.engine.text.vocab import Vocab
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration
 

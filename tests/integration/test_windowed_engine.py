@@ -20,7 +20,7 @@ from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import DecoderConfig
 from fastkokoro_wyoming.engine import SynthesisRequest
 from tests.conftest import collect, engine_config
-from tests.speech import transcribe, word_accuracy
+from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration
 

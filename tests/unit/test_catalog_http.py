@@ -12,7 +12,7 @@ import pytest
 from fastkokoro_wyoming.config import HttpConfig, load_config
 from fastkokoro_wyoming.http_api.app import start_http_server
 from fastkokoro_wyoming.http_api.metrics import Metrics
-from tests.fakes import FakeEngine
+from tests.support.fakes import FakeEngine
 
 KEY = "s3cret"
 CATALOG = ["/v1/models", "/v1/models/kokoro", "/v1/audio/models", "/v1/audio/voices"]

@@ -17,7 +17,7 @@ from fastkokoro_wyoming.engine.model.voices import VoiceStore
 from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from fastkokoro_wyoming.engine.text.vocab import Vocab
-from tests.tiny_models import FRAMES_PER_ID, build_bucket_model, build_classic_model
+from tests.support.tiny_models import FRAMES_PER_ID, build_bucket_model, build_classic_model
 
 STYLE = np.zeros((1, 256), np.float32)
 

@@ -16,7 +16,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from fastkokoro_wyoming.config import WyomingConfig
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
-from tests.fakes import FakeEngine, wyoming_settings
+from tests.support.fakes import FakeEngine, wyoming_settings
 
 TIMEOUT = 5.0
 

@@ -24,7 +24,7 @@ from fastkokoro_wyoming import __version__
 from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
-from tests.fakes import FakeEngine, wyoming_settings
+from tests.support.fakes import FakeEngine, wyoming_settings
 
 TIMEOUT = 5.0
 

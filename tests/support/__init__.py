@@ -1,0 +1,1 @@
+"""What tests share: engines and fakes, tiny graphs, speech checks, clients. Never a test module."""
