@@ -1,6 +1,6 @@
 """GPU: the CUDA provider path end to end, beside the raw floor, and CUDA graphs on buckets.
 
-Run on a machine with an NVIDIA GPU and onnxruntime-gpu (see README, "GPU"):
+Run on a machine with an NVIDIA GPU and onnxruntime-gpu (see docs/operations.md, "GPU"):
 
     python bench/gpu_bench.py --model kokoro-v1.0-int8.onnx --voices voices/ --out results/
 
