@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import av
 import numpy as np
@@ -107,8 +108,8 @@ class StreamEncoder:
         self.samples_in = 0
         self._closed = False
         self._header = streaming_wav_header(sample_rate) if fmt == "wav" else b""
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.audio.stream.AudioStream | None = None
+        self._container: Any = None  # av's OutputContainer (PyAV has no public stubs)
+        self._stream: Any = None  # its AudioStream
         self._sink = _Sink()
         if fmt in _CODECS:
             codec, container_format, bit_rate = _CODECS[fmt]

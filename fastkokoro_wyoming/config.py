@@ -148,7 +148,7 @@ def key_paths(cls: type = Config, prefix: str = "") -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         path = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             out.update(key_paths(tp, path + "."))
         else:
             out[path] = tp

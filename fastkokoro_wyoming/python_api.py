@@ -18,7 +18,7 @@ import asyncio
 import io
 import threading
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class FastKokoro:
         lang: str | None = None,
         response_format: str = "pcm",
         timestamps: bool = False,
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Async variant of :meth:`stream`; runs on this object's own loop."""
         req = SynthesisRequest(text, voice=voice, lang=lang, speed=speed)
         prepared = self.engine.prepare(req)
@@ -164,7 +164,7 @@ class FastKokoro:
         held: tuple[WordTiming, ...] = ()  # words wait for the bytes that say them
         try:
             run = self.engine.synthesize_timed if timestamps else self.engine.synthesize
-            chunks: AsyncIterator[Any] = run(prepared)
+            chunks: AsyncGenerator[Any, None] = run(prepared)
             async for chunk in chunks:
                 audio = chunk.audio if timestamps else chunk
                 held += chunk.words if timestamps else ()
@@ -204,7 +204,7 @@ def _wav(pcm: bytes, rate: int) -> bytes:
     return buf.getvalue()
 
 
-async def _next(agen: AsyncIterator[bytes]) -> Any:
+async def _next(agen: AsyncGenerator[bytes, None]) -> Any:
     try:
         return await agen.__anext__()
     except StopAsyncIteration:

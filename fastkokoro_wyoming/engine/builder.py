@@ -104,7 +104,9 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         else:
             engine.warmup()
     if cfg.idle_unload_s > 0:
-        parts: list[Reloadable] = [session] + ([windowed.decoder] if windowed else [])
+        parts: list[Reloadable] = [session]
+        if windowed is not None:
+            parts.append(windowed.decoder)
         residency = Residency(
             parts,
             cfg.idle_unload_s,

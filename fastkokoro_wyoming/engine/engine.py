@@ -14,7 +14,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -194,24 +194,44 @@ class Engine:
 
     async def synthesize(
         self,
-        prep: Prepared,
+        prep: Prepared | SynthesisRequest,
         *,
         interactive: bool = False,
         admitted: bool = False,
-        timed: bool = False,
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Float32 mono chunks at 24 kHz, one per segment or pause, as they are ready.
 
-        ``prep`` comes from :meth:`prepare`. ``interactive``: a client with a listener
-        waiting that does not retry (Wyoming): admitted under a longer wait bound, its
-        jobs ahead of bulk ones (engine/serving/admission.py). Raises Busy before the first
-        chunk if refused. ``admitted``: it continues a reply already admitted (the
-        next sentence of a Wyoming stream), so it is never refused: half a reply is
-        worse than none. Closing the iterator (or cancelling the task that drives it)
-        drops its queued model calls at once. ``timed``: see :meth:`synthesize_timed`.
+        ``prep`` comes from :meth:`prepare` (a bare request is prepared here, for the
+        Python API). ``interactive``: a client with a listener waiting that does not retry
+        (Wyoming): admitted under a longer wait bound, its jobs ahead of bulk ones
+        (engine/serving/admission.py). Raises Busy before the first chunk if refused.
+        ``admitted``: it continues a reply already admitted (the next sentence of a
+        Wyoming stream), so it is never refused: half a reply is worse than none. Closing
+        the iterator (or cancelling the task that drives it) drops its queued model calls
+        at once.
         """
-        if isinstance(prep, SynthesisRequest):  # the Python API and old callers
+        if isinstance(prep, SynthesisRequest):
             prep = self.prepare(prep)
+        run = self._run(prep, interactive=interactive, admitted=admitted, words=False)
+        async with contextlib.aclosing(run) as chunks:
+            async for chunk in chunks:
+                yield chunk.audio
+
+    async def synthesize_timed(
+        self, prep: Prepared, *, interactive: bool = False
+    ) -> AsyncGenerator[TimedChunk, None]:
+        """:meth:`synthesize` with word timestamps: :class:`TimedChunk` s, each with its
+        float32 ``audio`` and the ``words`` that finished in the audio so far (text as
+        written, seconds from the start of the output). The audio is the same."""
+        run = self._run(prep, interactive=interactive, admitted=False, words=True)
+        async with contextlib.aclosing(run) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _run(
+        self, prep: Prepared, *, interactive: bool, admitted: bool, words: bool
+    ) -> AsyncGenerator[TimedChunk, None]:
+        """Admit, stream and account one request (both public entry points)."""
         wait = self.admission.check(self.active_streams, interactive, admitted=admitted)
         trace = RequestTrace(
             self.traces,
@@ -221,7 +241,7 @@ class Engine:
         )
         stream = SpeechStream(
             prep,
-            self.planner.plan(prep, words=timed),
+            self.planner.plan(prep, words=words),
             self._start_render,
             self.cfg,
             next(self._seq),
@@ -233,12 +253,10 @@ class Engine:
         arrival = self._arrivals
         try:
             # aclosing: closing this generator closes the stream's at once (drops its work)
-            chunks_of = stream.timed_chunks if timed else stream.chunks
-            async with contextlib.aclosing(chunks_of()) as chunks:  # type: ignore[attr-defined]
+            async with contextlib.aclosing(stream.timed_chunks(with_words=words)) as chunks:
                 calibrate = not admitted  # its first audio tells the admission how it did
                 async for chunk in chunks:
-                    audio = chunk.audio if timed else chunk  # a TimedChunk when timed
-                    self.admission.note_audio(audio.size / SAMPLE_RATE)
+                    self.admission.note_audio(chunk.audio.size / SAMPLE_RATE)
                     if calibrate and stream.playing:
                         calibrate = False
                         waited = stream.playback_start - stream.t0
@@ -247,17 +265,6 @@ class Engine:
                     yield chunk
         finally:
             self._streams.discard(stream)
-
-    async def synthesize_timed(
-        self, prep: Prepared, *, interactive: bool = False
-    ) -> AsyncIterator[TimedChunk]:
-        """:meth:`synthesize` with word timestamps: :class:`TimedChunk` s, each with its
-        float32 ``audio`` and the ``words`` that finished in the audio so far (text as
-        written, seconds from the start of the output). The audio is the same."""
-        chunks = self.synthesize(prep, interactive=interactive, timed=True)
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                yield chunk  # type: ignore[misc]
 
     def _start_render(
         self, seg: Segment, prep: Prepared, due: Due, trace: RequestTrace, admit: bool

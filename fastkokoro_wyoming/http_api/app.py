@@ -50,7 +50,7 @@ def make_app(
     """
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch_model(lambda: engine.residency)
-    metrics.watch_admission(lambda: getattr(engine, "admission", None))
+    metrics.watch_admission(lambda: engine.admission)
     origins = tuple(settings.cors_origins)
     guard = ConnectionGuard(settings, metrics.connection_cut)
     metrics.watch_connections(guard.limits)

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
@@ -55,7 +55,7 @@ async def captioned_speech(request: web.Request) -> web.StreamResponse:
     prepared = engine.prepare(params.request)
     state.metrics.observe_request(params.fmt)
 
-    chunks: AsyncIterator[Any]
+    chunks: AsyncGenerator[Any, None]
     chunks = engine.synthesize_timed(prepared) if timestamps else engine.synthesize(prepared)
     async with contextlib.aclosing(chunks):  # closing the generator stops synthesis
         first = await anext(chunks, None)  # an EngineError here is still a JSON error
@@ -101,7 +101,7 @@ def _ndjson(obj: dict) -> bytes:
 
 async def _stream_lines(
     request: web.Request,
-    encoded: AsyncIterator[tuple[bytes, tuple[WordTiming, ...]]],
+    encoded: AsyncGenerator[tuple[bytes, tuple[WordTiming, ...]], None],
     encoder: StreamEncoder,
     received: float,
     fmt: str,

@@ -12,14 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.http_api.metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 # The audition page (page.py): static files with no data; the page asks for the key when
 # a request it makes answers 401, so loading it must not need one.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from fastkokoro_wyoming.engine.protocol import AdmissionState, ModelState
 
 PREFIX = "fastkokoro"
 TTFA_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -145,15 +147,6 @@ class Metrics:
         return self.exposition(provider).decode("utf-8")
 
 
-class ModelState(Protocol):
-    """What the engine's residency (engine/model/residency.py) reports."""
-
-    loaded: bool
-    unloads: int
-    reloads: int
-    reload_seconds: float
-
-
 class _ModelCollector(Collector):
     """Reads the engine's residency when scraped (it changes in worker threads)."""
 
@@ -198,14 +191,6 @@ class _ConnectionsCollector(Collector):
         for limits in self.listeners:
             family.add_metric([limits.protocol], limits.total)
         yield family
-
-
-class AdmissionState(Protocol):
-    """What the engine's admission (engine/serving/admission.py) reports."""
-
-    refused: dict[str, int]
-
-    def estimate(self, interactive: bool) -> Any: ...
 
 
 class _AdmissionCollector(Collector):

@@ -13,6 +13,8 @@ open ones (``/health``, and the catalogs with ``http.public_catalog``) needs
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
 from fastkokoro_wyoming.config import HttpConfig
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
@@ -241,7 +243,7 @@ def _sse_description() -> str:
 
 def build_openapi(settings: HttpConfig) -> dict:
     """The whole document for this server's settings."""
-    audio = {
+    audio: dict[str, Any] = {
         ctype: {"schema": {"type": "string", "format": "binary"}}
         for ctype in dict.fromkeys(CONTENT_TYPES.values())
     }

@@ -89,7 +89,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics_text(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus exposition of this app's counters and histograms."""
-    provider = str(getattr(request.app[ENGINE_KEY], "provider", "unknown"))
+    provider = request.app[ENGINE_KEY].provider
     metrics = request.app[STATE_KEY].metrics
     return web.Response(
         body=metrics.exposition(provider),

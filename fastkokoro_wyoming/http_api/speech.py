@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     state.metrics.observe_request(params.fmt)
 
     if params.timestamps:
-        chunks: AsyncIterator[Any] = engine.synthesize_timed(prepared)
+        chunks: AsyncGenerator[Any, None] = engine.synthesize_timed(prepared)
     else:
         chunks = engine.synthesize(prepared)
     async with contextlib.aclosing(chunks):  # closing the generator stops synthesis on disconnect
@@ -90,9 +90,9 @@ async def speech(request: web.Request) -> web.StreamResponse:
 
 async def encode_chunks(
     first: np.ndarray | TimedChunk | None,
-    chunks: AsyncIterator[np.ndarray] | AsyncIterator[TimedChunk],
+    chunks: AsyncGenerator[np.ndarray, None] | AsyncGenerator[TimedChunk, None],
     encoder: StreamEncoder,
-) -> AsyncIterator[tuple[bytes, tuple[WordTiming, ...]]]:
+) -> AsyncGenerator[tuple[bytes, tuple[WordTiming, ...]], None]:
     """Encoded bytes as they come, each with the words finished in them (timed chunks).
     An encoder may hold a chunk's audio back (mp3 frames): its words wait with it, so a
     word is never announced before the bytes that say it."""
@@ -130,7 +130,7 @@ _SSE_HEADERS = {
 async def _stream(
     request: web.Request,
     params: SpeechParams,
-    encoded: AsyncIterator[tuple[bytes, tuple[WordTiming, ...]]],
+    encoded: AsyncGenerator[tuple[bytes, tuple[WordTiming, ...]], None],
     encoder: StreamEncoder,
     received: float,
 ) -> web.StreamResponse:

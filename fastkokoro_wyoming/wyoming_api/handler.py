@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
@@ -36,6 +35,7 @@ from wyoming.tts import (
 from .. import __version__
 from ..engine.errors import EmptyText, EngineError
 from ..engine.model.voices import Voice
+from ..engine.protocol import SpeechEngine
 from ..engine.text.sentences import SentenceSplitter
 from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from ..peers import READ_TIMEOUT, PeerLimits, peer_host
@@ -52,24 +52,13 @@ _CHANNELS = 1
 _ATTRIBUTION = Attribution(name="Kokoro (hexgrad)", url="https://github.com/hexgrad/kokoro")
 
 
-class EngineLike(Protocol):
-    """The part of the engine this front end uses (tests pass a fake)."""
-
-    def voices(self) -> list[VoiceInfo]: ...
-    def voice_for(self, voice: str | None, lang: str | None = None) -> Voice: ...
-    def prepare(self, req: SynthesisRequest) -> Any: ...
-    def synthesize(  # a request or prepare()'s
-        self, req: Any, *, interactive: bool = False, admitted: bool = False
-    ) -> AsyncIterator[np.ndarray]: ...
-
-
 def describe_voice(voice: VoiceInfo) -> str:
     """What HA shows in its voice picker: "af_heart" -> "Heart (en-US, female)"."""
     base = voice.name.split("_", 1)[-1].replace("_", " ").title()
     return f"{base} ({voice.locale}, {voice.gender})"
 
 
-def build_info(engine: EngineLike, settings: WyomingConfig) -> Info:
+def build_info(engine: SpeechEngine, settings: WyomingConfig) -> Info:
     """The `info` answer; HA caches it per config entry, so build it once at startup."""
     voices = [
         TtsVoice(
@@ -131,7 +120,7 @@ class WyomingHandler(AsyncEventHandler):
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: SpeechEngine,
         settings: WyomingConfig,
         info: Info,
         reader: asyncio.StreamReader,

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from wyoming.server import AsyncTcpServer
 
+from ..engine.protocol import SpeechEngine
 from ..peers import CutListener, PeerLimits
 from .discovery import WyomingAnnouncer
-from .handler import EngineLike, WyomingHandler, build_info
+from .handler import WyomingHandler, build_info
 
 if TYPE_CHECKING:
     from ..config import WyomingConfig
@@ -25,7 +26,7 @@ class WyomingService:
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: SpeechEngine,
         settings: WyomingConfig,
         *,
         zeroconf_interfaces: Sequence[str] | None = None,
@@ -104,7 +105,7 @@ def _bound_port(server: AsyncTcpServer, fallback: int) -> int:
 
 
 async def start_wyoming_server(
-    engine: EngineLike,
+    engine: SpeechEngine,
     settings: WyomingConfig,
     *,
     zeroconf_interfaces: Sequence[str] | None = None,

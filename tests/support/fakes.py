@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fastkokoro_wyoming.config import WyomingConfig
 from fastkokoro_wyoming.engine.errors import EmptyText, InvalidSpeed, TextTooLong, UnknownVoice
 from fastkokoro_wyoming.engine.model.voices import Voice
+from fastkokoro_wyoming.engine.protocol import AdmissionState, ModelState, SpeechEngine
+from fastkokoro_wyoming.engine.serving.plan import Prepared
+from fastkokoro_wyoming.engine.serving.timing import TimedChunk
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+
+
+@dataclass(frozen=True)
+class FakePrepared(Prepared):
+    """A real :class:`Prepared` that also keeps the request it came from."""
+
+    request: SynthesisRequest | None = None
 
 
 class FakeEngine:
@@ -51,7 +61,11 @@ class FakeEngine:
             raise UnknownVoice(f"unknown voice {name!r}")
         return Voice(info.name, info.lang, np.zeros((510, 256), np.float32))
 
-    def prepare(self, req: SynthesisRequest) -> SynthesisRequest:
+    residency: ModelState | None
+    admission: AdmissionState | None = None  # no admission: nothing refused
+    provider = "fake"
+
+    def prepare(self, req: SynthesisRequest) -> Prepared:
         if not req.text.strip():
             raise EmptyText("text is empty")
         if len(req.text) > self.max_input_chars:  # engine.limits.max_input_chars
@@ -63,17 +77,29 @@ class FakeEngine:
         names = {v.name for v in self._voices}
         if req.voice is not None and req.voice not in names:
             raise UnknownVoice(f"unknown voice {req.voice!r}")
-        return req
+        voice = self.voice_for(req.voice, req.lang)
+        return FakePrepared((req.text,), voice, voice.lang, req.speed, req.normalize, req)
 
-    async def synthesize(self, req: SynthesisRequest, **_: object) -> AsyncIterator[np.ndarray]:
+    async def synthesize(
+        self, prep: Prepared | SynthesisRequest, **_: object
+    ) -> AsyncGenerator[np.ndarray, None]:
+        req = prep.request if isinstance(prep, FakePrepared) else prep
+        assert isinstance(req, SynthesisRequest)
         self.prepare(req)
         self.requests.append(req)
         pieces = [p for p in req.text.split(".") if p.strip()] or [req.text]
         t = np.arange(SAMPLE_RATE // 4, dtype=np.float32) / SAMPLE_RATE
-        for _ in pieces:
+        for _piece in pieces:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+    async def synthesize_timed(
+        self, prep: Prepared, **_: object
+    ) -> AsyncGenerator[TimedChunk, None]:
+        """The same audio with no word timings (the fake has no durations)."""
+        async for audio in self.synthesize(prep):
+            yield TimedChunk(audio, ())
 
 
 def wyoming_settings(**changes: object) -> WyomingConfig:
@@ -86,3 +112,8 @@ def wyoming_settings(**changes: object) -> WyomingConfig:
         drain_timeout_s=2.0,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def as_speech_engine(fake: FakeEngine) -> SpeechEngine:
+    """The fake typed as the engine protocol: pyright (CI) checks it still conforms."""
+    return fake

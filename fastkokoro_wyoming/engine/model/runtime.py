@@ -325,6 +325,8 @@ class KokoroSession:
             c.speed: np.asarray([speed], dtype=c.speed_dtype),
         }
         if c.kind == "bucket":
+            # read_contract sets all three for this kind
+            assert c.bucket is not None and c.lengths is not None and c.duration is not None
             tokens = np.zeros((1, c.bucket), dtype=np.int64)
             tokens[0, 1 : n + 1] = ids
             feed[c.ids] = tokens
@@ -346,7 +348,7 @@ class KokoroSession:
         if self.session is None:
             self._ensure_open()
         if not self.io_binding:
-            return self.session.run(outputs, feed, options)
+            return list(self.session.run(outputs, feed, options))
         binding = self.session.io_binding()
         for name, value in feed.items():
             binding.bind_cpu_input(name, value)

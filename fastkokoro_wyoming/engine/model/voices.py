@@ -191,7 +191,7 @@ def load_style_tables(path: Path) -> dict[str, np.ndarray]:
         index = _voices_txt(path.with_name("voices.txt"))
         with np.load(path) as npz:
             for key in npz.files:
-                name = index.get(key, key)
+                name = index.get(str(key), str(key))
                 tables[name] = _check_shape(np.asarray(npz[key], dtype=np.float32), path, name)
     elif path.is_dir():
         for f in sorted(path.iterdir()):

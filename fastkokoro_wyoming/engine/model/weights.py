@@ -339,4 +339,6 @@ def quantize_matmul_nbits(src: Path, dst: Path, bits: int, block: int = 32) -> N
     model = onnx.load(str(src))
     quant = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True)
     quant.process()
-    quant.model.save_model_to_file(str(dst), use_external_data_format=False)
+    quant.model.save_model_to_file(  # type: ignore[attr-defined]  # an ONNXModel wrapper
+        str(dst), use_external_data_format=False
+    )

@@ -8,7 +8,7 @@ thread (G2P is slow), into pauses and model-sized :class:`Segment` s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +79,9 @@ class SegmentPlanner:
         self.settings = settings
         self.capacity = capacity
 
-    def plan(self, prep: Prepared, words: bool = False) -> Iterator[Segment | np.ndarray]:
+    def plan(
+        self, prep: Prepared, words: bool = False
+    ) -> Generator[Segment | np.ndarray, None, None]:
         """Lazily, so the first segment is ready before the rest is phonemized.
         ``words``: label each segment's ids with the words they say (timestamps)."""
         labels = WordLabels(self.vocab.table.__contains__) if words else None

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class SpeechStream:
         self.source: Render | np.ndarray | None = None
         self.from_source = 0
 
-    async def chunks(self) -> AsyncIterator[np.ndarray]:
+    async def chunks(self) -> AsyncGenerator[np.ndarray, None]:
         """Float32 chunks as they are ready; closing this drops queued work."""
         deadline = time.monotonic() + self.limit
         try:
@@ -132,12 +133,16 @@ class SpeechStream:
         finally:
             self._drop()
 
-    async def timed_chunks(self) -> AsyncIterator[TimedChunk]:
+    async def timed_chunks(self, with_words: bool = True) -> AsyncGenerator[TimedChunk, None]:
         """:meth:`chunks` with the words each chunk finished (segments planned with
-        words); a last chunk may be empty, carrying only words."""
+        words); a last chunk may be empty, carrying only words. ``with_words=False``: the
+        same chunks with no words (the clock is not run)."""
         clock = WordClock()
         async with contextlib.aclosing(self.chunks()) as chunks:
             async for chunk in chunks:
+                if not with_words:
+                    yield TimedChunk(chunk, ())
+                    continue
                 source = self.source
                 render = None if isinstance(source, np.ndarray) else source
                 words = clock.advance(
@@ -243,7 +248,7 @@ class _Deadline:
         return lambda: (stream.playback_start + position - lead, seq)
 
 
-def _retrieve(fut: asyncio.Future[object]) -> None:
+def _retrieve(fut: asyncio.Future[Any]) -> None:
     """Mark a planning step's error as seen when its stream has already gone away."""
     if not fut.cancelled():
         fut.exception()

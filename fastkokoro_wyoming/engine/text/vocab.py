@@ -17,7 +17,11 @@ class Vocab:
     def load(cls, path: Path | None = None) -> Vocab:
         """Kokoro's own table (shipped in the package) unless a file is given."""
         if path is None:
-            raw = resources.files(__package__).joinpath("data/vocab.json").read_text("utf-8")
+            raw = (
+                resources.files(__name__.rpartition(".")[0])
+                .joinpath("data/vocab.json")
+                .read_text("utf-8")
+            )
         else:
             raw = Path(path).read_text("utf-8")
         data = json.loads(raw)

@@ -110,7 +110,13 @@ class NormPriors:
         w = w / w.sum()
         mean = sum(wi * p.mean.astype(np.float64) for (p, _), wi in zip(parts, w, strict=True))
         var = sum(wi * p.var.astype(np.float64) for (p, _), wi in zip(parts, w, strict=True))
-        return NormPriors(name, first.rows, np.float32(mean), np.float32(var), first.channels)
+        return NormPriors(
+            name,
+            first.rows,
+            np.asarray(mean, np.float32),
+            np.asarray(var, np.float32),
+            first.channels,
+        )
 
     def save(self, path: Path) -> None:
         path = Path(path)
