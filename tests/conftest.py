@@ -7,13 +7,11 @@ unless FASTKOKORO_ALLOW_SKIP=1 is set.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +20,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fetch_assets import asset_dir  # noqa: E402
 
 from fastkokoro_wyoming.assets import fetch_mirror  # noqa: E402
-from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig  # noqa: E402
+from fastkokoro_wyoming.config import LimitsConfig  # noqa: E402
 from fastkokoro_wyoming.engine.errors import ConfigError  # noqa: E402
+from tests.support.engines import engine_config  # noqa: E402
 
 
 def _assets() -> tuple[Path, Path]:
@@ -47,11 +46,6 @@ def kokoro_assets() -> tuple[Path, Path]:
     return _assets()
 
 
-def engine_config(model: Path, voices: Path, **kw: object) -> EngineConfig:
-    limits = kw.pop("limits", LimitsConfig())
-    return EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)), limits=limits, **kw)  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="session")
 async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
     """One real engine for the whole session (loading costs seconds)."""
@@ -64,8 +58,10 @@ async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
     eng.close()
 
 
-async def collect(agen: AsyncIterator[np.ndarray], timeout: float = 300) -> np.ndarray:
-    async def run() -> np.ndarray:
-        return np.concatenate([c async for c in agen] or [np.zeros(0, np.float32)])
-
-    return await asyncio.wait_for(run(), timeout)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by folder: everything under tests/integration/ is ``integration`` (it may
+    load the real model), so ``-m "not integration"`` runs the unit tests alone."""
+    integration = ROOT / "tests" / "integration"
+    for item in items:
+        if integration in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,15 @@ from .model.voices import Voice, VoiceStore
 from .serving.admission import Admission
 from .serving.pcm import default_kernels
 from .serving.plan import Prepared, Segment, SegmentPlanner
-from .serving.renders import Due, Render, WholeAudio, WholeRender, WindowedRender, estimate_seconds
+from .serving.renders import (
+    Due,
+    Render,
+    WholeAudio,
+    WholeRender,
+    WindowedRender,
+    estimate_seconds,
+    submit_call,
+)
 from .serving.scheduler import Job, Priority, Scheduler
 from .serving.stream import SpeechStream
 from .serving.timing import SegmentTiming, TimedChunk, approximate_durations
@@ -278,20 +285,15 @@ class Engine:
             stats = priors.for_ids(len(seg.ids))
 
             def submit_plan() -> Job:
-                options = decoder.run_options()
-                submitted = time.perf_counter()
-
-                def run() -> object:
-                    started = time.perf_counter()
-                    try:
-                        return decoder.plan(seg.ids, style, prep.speed, stats, options)
-                    finally:
-                        trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
-
-                def abort() -> None:
-                    options.terminate = True
-
-                return self.scheduler.submit(run, due(0.0), abort, admit=admit)
+                return submit_call(
+                    self.scheduler,
+                    lambda options: decoder.plan(seg.ids, style, prep.speed, stats, options),
+                    decoder.run_options(),
+                    len(seg.ids),
+                    due(0.0),
+                    trace,
+                    admit=admit,
+                )
 
             return WindowedRender(
                 seg,
@@ -317,22 +319,21 @@ class Engine:
         admit: bool,
     ) -> Job:
         style = prep.voice.style_for(len(seg.ids))
-        options = self.session.run_options()
-        submitted = time.perf_counter()
 
-        def run() -> np.ndarray | WholeAudio:
-            started = time.perf_counter()
-            try:
-                if seg.words:
-                    return self._whole_timed(seg, style, prep.speed, options)
-                return seg.trim_join(self.session.run(seg.ids, style, prep.speed, options))
-            finally:
-                trace.model_call(len(seg.ids), submitted, started, time.perf_counter())
+        def work(options: object) -> np.ndarray | WholeAudio:
+            if seg.words:
+                return self._whole_timed(seg, style, prep.speed, options)
+            return seg.trim_join(self.session.run(seg.ids, style, prep.speed, options))
 
-        def abort() -> None:  # the client left while its segment runs: stop the call
-            options.terminate = True
-
-        return self.scheduler.submit(run, priority, abort, admit=admit)
+        return submit_call(
+            self.scheduler,
+            work,
+            self.session.run_options(),
+            len(seg.ids),
+            priority,
+            trace,
+            admit=admit,
+        )
 
     def _whole_timed(
         self, seg: Segment, style: np.ndarray, speed: float, options: object

@@ -15,13 +15,14 @@ import aiohttp
 import pytest
 from wyoming.tts import Synthesize
 
-from tests.integration.test_limits import (
+from tests.support.daemon import wait_idle
+from tests.support.tiny_daemon import (
     GOOD,
     THREE,
     HookedSession,
-    _timeout,
     assert_error_body,
     assert_serves,
+    client_timeout,
     derive,
     load_tiny_engine,
     serving,
@@ -29,7 +30,6 @@ from tests.integration.test_limits import (
     streamed,
     types,
     url,
-    wait_idle,
     wyoming_request,
 )
 
@@ -48,7 +48,7 @@ async def tiny(kokoro_assets, tmp_path_factory):
 async def http_status(daemon, text: str) -> tuple[int, str | None, bytes]:
     body = {**GOOD, "input": text, "response_format": "pcm"}
     async with aiohttp.ClientSession() as http:
-        async with http.post(url(daemon), json=body, timeout=_timeout()) as r:
+        async with http.post(url(daemon), json=body, timeout=client_timeout()) as r:
             return r.status, r.headers.get("Retry-After"), await r.read()
 
 

@@ -24,7 +24,7 @@ import pytest
 from fastkokoro_wyoming.config import HttpConfig
 from fastkokoro_wyoming.http_api.app import HttpService, make_app
 from fastkokoro_wyoming.http_api.metrics import Metrics
-from tests.integration.conftest import TIMEOUT
+from tests.support.daemon import TIMEOUT
 
 CHROMIUM = Path(os.environ.get("FASTKOKORO_CHROMIUM", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("FASTKOKORO_CHROMEDRIVER", "/usr/bin/chromedriver"))

@@ -9,7 +9,7 @@ import pytest
 from openai import AsyncOpenAI
 from wyoming.tts import Synthesize, SynthesizeVoice
 
-from tests.integration.conftest import (
+from tests.support.daemon import (
     TIMEOUT,
     assert_says,
     pcm16_to_float,

@@ -22,7 +22,7 @@ from fastkokoro_wyoming.engine.engine import Engine
 from fastkokoro_wyoming.engine.model.voices import VoiceStore
 from fastkokoro_wyoming.engine.text.g2p import G2P
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
-from tests.integration.conftest import (
+from tests.support.daemon import (
     TIMEOUT,
     daemon_config,
     pcm16_to_float,

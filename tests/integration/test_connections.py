@@ -20,7 +20,7 @@ from wyoming.tts import Synthesize
 
 from fastkokoro_wyoming.daemon import Daemon
 from fastkokoro_wyoming.engine import Engine
-from tests.integration.test_limits import (
+from tests.support.tiny_daemon import (
     GOOD,
     TIMEOUT,
     assert_serves,
@@ -141,7 +141,7 @@ async def test_a_kept_alive_connection_is_not_cut_between_requests(tiny) -> None
 
 
 async def test_a_long_stream_is_not_cut_by_the_header_timeout(tiny) -> None:
-    from tests.integration.test_limits import THREE, HookedSession, sleeping
+    from tests.support.tiny_daemon import THREE, HookedSession, sleeping
 
     engine = derive(tiny, session=HookedSession(tiny.session, sleeping(BOUND)))
     async with serving(engine, http={"header_timeout_s": BOUND}) as daemon:
@@ -267,7 +267,7 @@ async def test_a_wyoming_client_hanging_up_mid_stream_logs_no_error(tiny, caplog
     import gc
     import logging
 
-    from tests.integration.test_limits import THREE, HookedSession, sleeping
+    from tests.support.tiny_daemon import THREE, HookedSession, sleeping
 
     caplog.set_level(logging.DEBUG)
     engine = derive(tiny, session=HookedSession(tiny.session, sleeping(0.2)))

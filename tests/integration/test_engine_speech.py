@@ -22,7 +22,7 @@ from fastkokoro_wyoming.engine.errors import (
     TextTooLong,
     UnknownVoice,
 )
-from tests.conftest import collect
+from tests.support.engines import collect
 from tests.support.speech import transcribe, word_accuracy
 
 THREE = (

@@ -23,7 +23,7 @@ from wyoming.tts import Synthesize
 from zeroconf import InterfaceChoice, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from tests.integration.conftest import (
+from tests.support.daemon import (
     MUSEUM,
     TIMEOUT,
     assert_says,

@@ -24,7 +24,8 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from tests.integration.test_limits import (
+from tests.support.daemon import wait_idle
+from tests.support.tiny_daemon import (
     GOOD,
     THREE,
     Gate,
@@ -39,7 +40,6 @@ from tests.integration.test_limits import (
     streamed,
     types,
     url,
-    wait_idle,
     wyoming_request,
 )
 from tests.support.tiny_models import build_classic_model
@@ -230,11 +230,11 @@ def fault_on_voice(tiny, voice: str, after: int = 0) -> Callable[[list[int], np.
 
 
 async def _speech(http: aiohttp.ClientSession, daemon, **body) -> tuple[int, dict, bytes]:
-    async with http.post(url(daemon), json={**GOOD, **body}, timeout=_timeout()) as r:
+    async with http.post(url(daemon), json={**GOOD, **body}, timeout=client_timeout()) as r:
         return r.status, dict(r.headers), await r.read()
 
 
-def _timeout() -> aiohttp.ClientTimeout:
+def client_timeout() -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=TIMEOUT)
 
 
@@ -364,7 +364,7 @@ async def test_time_limit_mid_stream_cuts_the_stream(tiny) -> None:
         async with http.post(
             url(daemon),
             json={**GOOD, "input": THREE, "response_format": "pcm"},
-            timeout=_timeout(),
+            timeout=client_timeout(),
         ) as r:
             assert r.status == 200
             with pytest.raises(aiohttp.ClientPayloadError):

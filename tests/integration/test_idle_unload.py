@@ -19,7 +19,7 @@ import pytest
 
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import Config, HttpConfig, WyomingConfig
-from tests.conftest import engine_config
+from tests.support.engines import engine_config
 from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from fastkokoro_wyoming.engine import SynthesisRequest
-from tests.conftest import collect
+from tests.support.engines import collect
 from tests.support.speech import transcribe, word_accuracy
 
 # (lang as a user might write it, voice, text, reviewed phonemes)

@@ -15,8 +15,8 @@ from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig, RuntimeConfig
 from fastkokoro_wyoming.engine import Engine, SynthesisRequest
 from fastkokoro_wyoming.engine.model.weights import has_integer_ops
-from tests.conftest import collect
-from tests.integration.conftest import MIN_ACCURACY, TWO
+from tests.support.daemon import MIN_ACCURACY, TWO
+from tests.support.engines import collect
 from tests.support.speech import transcribe, word_accuracy
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.integration.conftest import (
+from tests.support.daemon import (
     MUSEUM,
     TIMEOUT,
     TWO,

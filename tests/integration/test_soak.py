@@ -28,7 +28,7 @@ from openai import APIStatusError, AsyncOpenAI
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
-from tests.integration.conftest import wait_idle
+from tests.support.daemon import wait_idle
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from tests.integration.conftest import (
+from tests.support.daemon import (
     MUSEUM,
     TWO,
     assert_says,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import shutil
 import struct
 import subprocess
 
-import av
 import numpy as np
 import pytest
 
@@ -19,6 +17,7 @@ from fastkokoro_wyoming.audio import (
     streaming_wav_header,
 )
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE
+from tests.support.audio import decode
 
 CHUNK_SECONDS = (0.25, 0.5, 0.1, 0.4)
 # Encoders without a gapless tag (mp3 and aac in raw streams) add priming/padding.
@@ -38,21 +37,6 @@ def _encode_all(fmt: str) -> tuple[list[bytes], bytes]:
     parts = [enc.encode(c) for c in _chunks()]
     tail = enc.flush()
     return parts, b"".join(parts) + tail
-
-
-def decode(data: bytes, fmt: str) -> tuple[int, int, float]:
-    """(sample_rate, channels, seconds) of ``data`` as PyAV decodes it."""
-    if fmt == "pcm":
-        return SAMPLE_RATE, 1, len(data) / 2 / SAMPLE_RATE
-    with av.open(io.BytesIO(data)) as container:
-        stream = container.streams.audio[0]
-        samples = 0
-        rate = channels = 0
-        for frame in container.decode(stream):
-            samples += frame.samples
-            rate = frame.sample_rate
-            channels = len(frame.layout.channels)
-    return rate, channels, samples / rate
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

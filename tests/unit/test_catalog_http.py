@@ -3,32 +3,15 @@ stay open (by default), speech and /metrics do not; the OpenAPI document says th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import aiohttp
 import pytest
 
 from fastkokoro_wyoming.config import HttpConfig, load_config
-from fastkokoro_wyoming.http_api.app import start_http_server
-from fastkokoro_wyoming.http_api.metrics import Metrics
-from tests.support.fakes import FakeEngine
+from tests.support.http import KEY, serve
 
-KEY = "s3cret"
 CATALOG = ["/v1/models", "/v1/models/kokoro", "/v1/audio/models", "/v1/audio/voices"]
 CATALOG += ["/openapi.json"]
 SPEECH = {"model": "tts-1", "input": "Hello.", "voice": "af_heart", "response_format": "pcm"}
-
-
-@asynccontextmanager
-async def serve(**settings: object) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    cfg = HttpConfig(host="127.0.0.1", port=0, api_key=KEY, **settings)  # type: ignore[arg-type]
-    service = await start_http_server(FakeEngine(), cfg, Metrics())
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield f"http://127.0.0.1:{service.port}", session
-    finally:
-        await service.stop()
 
 
 async def status(session: aiohttp.ClientSession, method: str, url: str, **kw: object) -> int:

@@ -22,8 +22,8 @@ from fastkokoro_wyoming.engine.types import SynthesisRequest
 from fastkokoro_wyoming.http_api.app import HttpService, start_http_server
 from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import DEFAULT_VOICE_MAP, map_voice, merge_voice_map
+from tests.support.audio import decode
 from tests.support.fakes import FakeEngine
-from tests.unit.test_audio import decode
 
 TIMEOUT = 10
 GOOD = {"model": "tts-1", "input": "Hello there. How are you.", "voice": "af_heart"}

@@ -37,6 +37,34 @@ SECONDS_PER_ID = 0.085  # a rough length until a segment's plan gives the real o
 EDGE_SECONDS = 0.75  # Kokoro's silence around each call
 
 
+def submit_call(
+    scheduler: Scheduler,
+    work: Callable[[Any], Any],
+    options: Any,
+    size: int,
+    priority: Priority,
+    trace: RequestTrace,
+    *,
+    admit: bool,
+) -> Job:
+    """Queue one model call: ``work(options)`` in a worker, traced (``size`` ids or
+    frames), and aborted through ONNX Runtime's ``terminate`` flag if it is cancelled
+    while it runs (the client left). Every model call of a request goes through here."""
+    submitted = time.perf_counter()
+
+    def run() -> Any:
+        started = time.perf_counter()
+        try:
+            return work(options)
+        finally:
+            trace.model_call(size, submitted, started, time.perf_counter())
+
+    def abort() -> None:
+        options.terminate = True
+
+    return scheduler.submit(run, priority, abort, admit=admit)
+
+
 def estimate_seconds(seg: Segment, speed: float) -> float:
     """Audio length of ``seg`` before anything ran (for deadlines only)."""
     return (len(seg.ids) * SECONDS_PER_ID + EDGE_SECONDS) / speed
@@ -164,21 +192,16 @@ class WindowedRender:
         last = not self.waiting
         keep = slice(head, (hi - lo) * spf - (self.trim[1] if last else 0))
         self.submitted += 1
-        options = self.decoder.run_options()
-        submitted = time.perf_counter()
-
-        def run() -> np.ndarray:
-            started = time.perf_counter()
-            try:
-                return self.decoder.decode_window(plan, lo, hi, options)
-            finally:
-                self.trace.model_call(hi - lo, submitted, started, time.perf_counter())
-
-        def abort() -> None:
-            options.terminate = True
-
         offset = (lo * spf - self.first_sample) / SAMPLE_RATE
-        job = self.scheduler.submit(run, due(max(offset, 0.0)), abort, admit=False)
+        job = submit_call(
+            self.scheduler,
+            lambda options: self.decoder.decode_window(plan, lo, hi, options),
+            self.decoder.run_options(),
+            hi - lo,
+            due(max(offset, 0.0)),
+            self.trace,
+            admit=False,
+        )
         return job, keep
 
     def ready(self) -> bool:

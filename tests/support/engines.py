@@ -1,0 +1,23 @@
+"""Building real engines for tests: config on the fetched assets, and draining their audio."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+
+from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig
+
+
+def engine_config(model: Path, voices: Path, **kw: object) -> EngineConfig:
+    limits = kw.pop("limits", LimitsConfig())
+    return EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)), limits=limits, **kw)  # type: ignore[arg-type]
+
+
+async def collect(agen: AsyncIterator[np.ndarray], timeout: float = 300) -> np.ndarray:
+    async def run() -> np.ndarray:
+        return np.concatenate([c async for c in agen] or [np.zeros(0, np.float32)])
+
+    return await asyncio.wait_for(run(), timeout)
