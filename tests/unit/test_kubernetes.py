@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
 COMPONENT = K8S / "components" / "scale-on-connections"
 KUBERNETES_VERSION = "1.30.0"  # oldest minor still in common support; newer ones accept it
-PEAK_RSS_GB = 0.774  # README Benchmarks: windowed decoder, 8 clients, 200 words
-READY_RSS_GB = 0.70  # README Languages: all nine languages loaded
+PEAK_RSS_GB = 0.774  # bench/results/cpu-windowed-load.md: 8 clients, 200 words
+READY_RSS_GB = 0.70  # docs/languages.md: all nine languages loaded
 KINDS = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "Service"]
 
 
