@@ -20,9 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fetch_assets import asset_dir  # noqa: E402
 
 from fastkokoro_wyoming.assets import fetch_mirror  # noqa: E402
-from fastkokoro_wyoming.config import LimitsConfig  # noqa: E402
 from fastkokoro_wyoming.engine.errors import ConfigError  # noqa: E402
-from tests.support.engines import engine_config  # noqa: E402
+from tests.support.engines import engine_config, patient_limits  # noqa: E402
 
 
 def _assets() -> tuple[Path, Path]:
@@ -52,7 +51,7 @@ async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
     from fastkokoro_wyoming.assets import load_engine
 
     eng = await load_engine(
-        engine_config(*kokoro_assets, limits=LimitsConfig(max_input_chars=100_000))
+        engine_config(*kokoro_assets, limits=patient_limits(max_input_chars=100_000))
     )
     yield eng
     eng.close()

@@ -15,7 +15,8 @@ from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 
-from fastkokoro_wyoming.config import Config, HttpConfig, LimitsConfig, WyomingConfig
+from fastkokoro_wyoming.config import Config, HttpConfig, WyomingConfig
+from tests.support.engines import patient_limits
 from tests.support.speech import transcribe, word_accuracy
 
 TIMEOUT = 120.0  # one network read; generous: 2 cores shared with other test runs
@@ -38,8 +39,9 @@ MUSEUM = " ".join(
 
 
 def daemon_config(engine: object) -> Config:
-    """Loopback, port 0, no zeroconf; the engine back at the default 4096-character limit."""
-    engine_cfg = dataclasses.replace(engine.cfg, limits=LimitsConfig())  # type: ignore[attr-defined]
+    """Loopback, port 0, no zeroconf; the engine back at the default 4096-character limit
+    (admission bounds that no test machine reaches: ``patient_limits``)."""
+    engine_cfg = dataclasses.replace(engine.cfg, limits=patient_limits())  # type: ignore[attr-defined]
     return Config(
         engine=engine_cfg,
         http=HttpConfig(host="127.0.0.1", port=0),

@@ -6,6 +6,7 @@ import numpy as np
 
 from fastkokoro_wyoming.engine.serving.timing import (
     ONSET_LEAD_SAMPLES,
+    Emitted,
     SegmentTiming,
     WordClock,
     approximate_durations,
@@ -97,14 +98,20 @@ def test_clock_reports_words_with_the_chunk_that_finishes_them() -> None:
     timing = SegmentTiming(np.array([2, 1, 1, 2]), 1000, head_trim=0)
     shift = ONSET_LEAD_SAMPLES  # 1500 samples: 1.5 s at this toy rate
     words = (WordSpan(0, "x", 0, 0), WordSpan(1, "y", 1, 1))
-    assert clock.advance(1000, render_a, 1000, words, timing) == ()  # x ends at 3000 - shift
-    done = clock.advance(2000, render_a, 1800, words, timing, finished=True)  # + 200 of gap
+    assert (
+        clock.advance(Emitted(np.zeros(1000), render_a, 1000, words, timing, False)) == ()
+    )  # x ends at 3000 - shift
+    done = clock.advance(
+        Emitted(np.zeros(2000), render_a, 1800, words, timing, True)
+    )  # + 200 of gap
     assert [(w.word, w.start, w.end) for w in done] == [
         ("x", (2000 - shift) / 1000, (3000 - shift) / 1000),
         ("y", (3000 - shift) / 1000, min(4000 - shift, 2800) / 1000),
     ]
-    assert clock.advance(1000, pause, 1000) == ()
-    later = clock.advance(3000, render_b, 3000, (WordSpan(2, "z", 0, 0),), timing, finished=True)
+    assert clock.advance(Emitted(np.zeros(1000), pause, 1000)) == ()
+    later = clock.advance(
+        Emitted(np.zeros(3000), render_b, 3000, (WordSpan(2, "z", 0, 0),), timing, True)
+    )
     assert [(w.word, w.start) for w in later] == [("z", (4000 + 2000 - shift) / 1000)]
     assert clock.finish() == ()
 

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -63,6 +63,38 @@ def submit_call(
         options.terminate = True
 
     return scheduler.submit(run, priority, abort, admit=admit)
+
+
+class Render(Protocol):
+    """What :class:`SpeechStream` asks of a segment being rendered, whichever way it is
+    decoded: what to wait on, to queue more work at a deadline, whether a chunk is ready,
+    the chunk, and the words' timing once known."""
+
+    @property
+    def seg(self) -> Segment | None: ...
+
+    @property
+    def seconds(self) -> float:
+        """Its audio length: an estimate until the model says."""
+        ...
+
+    @property
+    def finished(self) -> bool:
+        """Everything taken."""
+        ...
+
+    @property
+    def timing(self) -> SegmentTiming | None: ...
+
+    def futures(self) -> set[asyncio.Future[Any]]: ...
+
+    def advance(self, due: Due) -> None: ...
+
+    def ready(self) -> bool: ...
+
+    def take(self) -> np.ndarray: ...
+
+    def cancel(self) -> None: ...
 
 
 def estimate_seconds(seg: Segment, speed: float) -> float:
@@ -238,9 +270,6 @@ class WindowedRender:
         for job, _ in self.queued:
             job.cancel()
         self.waiting.clear()
-
-
-Render = WholeRender | WindowedRender
 
 
 def _audio(result: np.ndarray | WholeAudio) -> np.ndarray:

@@ -23,7 +23,7 @@ from ..settings import EngineConfig
 from ..types import SAMPLE_RATE
 from .plan import Prepared, Segment
 from .renders import Due, Render
-from .timing import TimedChunk, WordClock
+from .timing import Emitted, TimedChunk, WordClock
 from .trace import RequestTrace
 
 # Starts a segment's render: (segment, request, due, trace, admit) -> its render.
@@ -72,13 +72,27 @@ class SpeechStream:
         self.done_seconds = 0.0  # audio of the items already finished
         self.outcome = "cancelled"
         self.playing = False  # the first chunk is out
-        # What the chunk just yielded came from (word timestamps): a render or a pause,
-        # and how many of its samples are that source's (the rest is the gap after it).
-        self.source: Render | np.ndarray | None = None
-        self.from_source = 0
 
     async def chunks(self) -> AsyncGenerator[np.ndarray, None]:
         """Float32 chunks as they are ready; closing this drops queued work."""
+        async with contextlib.aclosing(self._emitted()) as emitted:
+            async for chunk in emitted:
+                yield chunk.audio
+
+    async def timed_chunks(self, with_words: bool = True) -> AsyncGenerator[TimedChunk, None]:
+        """:meth:`chunks` with the words each chunk finished (segments planned with
+        words); a last chunk may be empty, carrying only words. ``with_words=False``: the
+        same chunks with no words (the clock is not run)."""
+        clock = WordClock()
+        async with contextlib.aclosing(self._emitted()) as emitted:
+            async for chunk in emitted:
+                yield TimedChunk(chunk.audio, clock.advance(chunk) if with_words else ())
+        rest = clock.finish() if with_words else ()
+        if rest:
+            yield TimedChunk(np.zeros(0, np.float32), rest)
+
+    async def _emitted(self) -> AsyncGenerator[Emitted, None]:
+        """The pipeline: each chunk as it is ready, with where it came from."""
         deadline = time.monotonic() + self.limit
         try:
             while True:
@@ -93,18 +107,18 @@ class SpeechStream:
                 if isinstance(head, np.ndarray):  # a pause: silence already, no gap
                     self._finish_head(head.size / SAMPLE_RATE)
                     self._started()
-                    self.source, self.from_source = head, head.size
-                    yield head
+                    yield Emitted(head, head, head.size)
                     continue
                 if head is not None and head.ready():
-                    chunk = head.take()
-                    self.source, self.from_source = head, chunk.size  # before the gap
+                    audio = head.take()
+                    from_source = audio.size  # before the gap
                     if head.finished:
                         self._finish_head(head.seconds)
-                        chunk = self._with_gap(chunk)
-                    if chunk.size:  # a window of trimmed join silence may be empty
+                        audio = self._with_gap(audio)
+                    if audio.size:  # a window of trimmed join silence may be empty
                         self._started()
-                        yield chunk
+                        words = head.seg.words if head.seg is not None else ()
+                        yield Emitted(audio, head, from_source, words, head.timing, head.finished)
                     continue
                 if head is not None and head.finished:  # nothing left to take
                     self._finish_head(head.seconds)
@@ -132,31 +146,6 @@ class SpeechStream:
             raise
         finally:
             self._drop()
-
-    async def timed_chunks(self, with_words: bool = True) -> AsyncGenerator[TimedChunk, None]:
-        """:meth:`chunks` with the words each chunk finished (segments planned with
-        words); a last chunk may be empty, carrying only words. ``with_words=False``: the
-        same chunks with no words (the clock is not run)."""
-        clock = WordClock()
-        async with contextlib.aclosing(self.chunks()) as chunks:
-            async for chunk in chunks:
-                if not with_words:
-                    yield TimedChunk(chunk, ())
-                    continue
-                source = self.source
-                render = None if isinstance(source, np.ndarray) else source
-                words = clock.advance(
-                    chunk.size,
-                    source,
-                    self.from_source,
-                    render.seg.words if render is not None and render.seg is not None else (),
-                    render.timing if render is not None else None,
-                    render.finished if render is not None else True,
-                )
-                yield TimedChunk(chunk, words)
-        rest = clock.finish()
-        if rest:
-            yield TimedChunk(np.zeros(0, np.float32), rest)
 
     def _started(self) -> None:
         """A chunk goes out; the first one starts the listener's clock."""

@@ -53,6 +53,22 @@ class TimedChunk:
 
 
 @dataclass(frozen=True)
+class Emitted:
+    """One chunk a stream yields and where its samples came from, so the word clock
+    needs no state from the stream: ``source`` is the render or pause it came from,
+    ``from_source`` how many of its samples are that source's (the rest is the gap
+    after a segment), ``words``/``timing`` that source's words and their timing, and
+    ``finished`` whether the source has nothing more to give."""
+
+    audio: np.ndarray
+    source: object
+    from_source: int
+    words: Sequence[WordSpan] = ()
+    timing: SegmentTiming | None = None
+    finished: bool = True
+
+
+@dataclass(frozen=True)
 class SegmentTiming:
     """How a segment's ids map to its emitted samples."""
 
@@ -88,9 +104,9 @@ def approximate_durations(n_ids: int, audio: np.ndarray, samples_per_frame: int)
 class WordClock:
     """Follows a stream's chunks and says which words each chunk finished.
 
-    ``advance`` is told each chunk's size, what it came from (a render, or a pause), how
-    many of its samples came from that source (the rest is the gap after a segment),
-    that source's words and timing, and whether the source is done.
+    ``advance`` is given each chunk as :class:`Emitted`: its audio, what it came from
+    (a render, or a pause), how many of its samples came from that source, that source's
+    words and timing, and whether the source is done.
     """
 
     def __init__(self, rate: int = SAMPLE_RATE) -> None:
@@ -102,26 +118,19 @@ class WordClock:
         self.pending: list[tuple[str, int, int]] = []  # (word, start, end) samples, in order
         self.open_starts: dict[int, int] = {}  # words cut across segments: their start
 
-    def advance(
-        self,
-        size: int,
-        source: object,
-        from_source: int,
-        words: Sequence[WordSpan] = (),
-        timing: SegmentTiming | None = None,
-        finished: bool = False,
-    ) -> tuple[WordTiming, ...]:
+    def advance(self, chunk: Emitted) -> tuple[WordTiming, ...]:
+        """The words ``chunk`` finished, in order, at their times in the output."""
         out: list[WordTiming] = []
-        if source is not self.source:  # a new segment or pause: the last one is done
+        if chunk.source is not self.source:  # a new segment or pause: the last one is done
             out += self._release(flush=True)
-            self.source, self.placed = source, False
+            self.source, self.placed = chunk.source, False
         origin = self.emitted
-        if words and timing is not None and not self.placed:
+        if chunk.words and chunk.timing is not None and not self.placed:
             self.placed = True
-            self._place(words, timing, origin)
-        self.source_end = origin + from_source
-        self.emitted += size
-        out += self._release(flush=finished)
+            self._place(chunk.words, chunk.timing, origin)
+        self.source_end = origin + chunk.from_source
+        self.emitted += chunk.audio.size
+        out += self._release(flush=chunk.finished)
         return tuple(out)
 
     def finish(self) -> tuple[WordTiming, ...]:
