@@ -9,10 +9,14 @@ HTTP clients honour ``Retry-After`` as the openai SDK does; Home Assistant never
 so Wyoming clients go straight to their next request.
 
 Reported: failed requests (anything but audio, a clean refusal or our own hang-up),
-refusals per protocol, first audio p50/p90 per protocol, how long slow clients were
-held, /health p99, RSS growth, and a fresh short request's first audio after the load
-against the same server idle before it (medians of 9, with the machine's other CPU use
-during each measurement, to show it was quiet).
+refusals per protocol, first audio of admitted requests per protocol (p50/p90/max, also
+split into the opening burst and after it), the share of admitted requests whose first
+audio came later than the daemon promised them (its ``fastkokoro_first_audio_late_total``
+over ``..._promised_total``, where the daemon has them) and, seen from the clients, the
+share over 15 s; how long slow clients were held, /health p99, RSS growth, and a fresh
+short request's first audio after the load against the same server idle before it
+(medians of 9, with the machine's other CPU use during each measurement, to show it
+was quiet; the load average during the run is reported too).
 
     uv run --extra cpu python bench/stress_bench.py [--seconds 75] [--compare-ref REF]
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import subprocess
@@ -63,6 +68,7 @@ class Stats:
     def __init__(self) -> None:
         self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         self.first_audio: dict[str, list[float]] = defaultdict(list)
+        self.admitted_first: dict[str, list[float]] = defaultdict(list)  # burst or not
         self.retry_after: list[float] = []
         self.failures: list[str] = []
         self.health: list[float] = []
@@ -72,11 +78,11 @@ class Stats:
 
     def record_first(self, protocol: str, t0: float) -> None:
         """First audio of a request sent at ``t0``; requests sent in the opening burst
-        (every client at once, before the server has seen any load) are kept apart."""
+        (every client at once, before the server has seen any load) are kept apart too."""
         late = t0 - self.started >= BURST_S
-        self.first_audio[protocol + ("" if late else " (opening burst)")].append(
-            time.monotonic() - t0
-        )
+        waited = time.monotonic() - t0
+        self.first_audio[protocol + ("" if late else " (opening burst)")].append(waited)
+        self.admitted_first[protocol].append(waited)
 
     def fail(self, protocol: str, why: str) -> None:
         self.outcomes[protocol]["failed"] += 1
@@ -304,6 +310,27 @@ async def fresh_first_audio(port: int, server: Server, runs: int = 9) -> tuple[f
     return median(times), (busy1 - busy0 - (ours1 - ours0)) / wall_ticks
 
 
+async def promises(port: int) -> dict[str, tuple[float, float]]:
+    """(first audio promised, late) per kind from the daemon's /metrics; empty where the
+    daemon has no such counters (before they existed)."""
+    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    for line in text.splitlines():
+        for i, name in enumerate(("promised", "late")):
+            prefix = f'fastkokoro_first_audio_{name}_total{{kind="'
+            if line.startswith(prefix):
+                kind, value = line[len(prefix) :].split('"} ')
+                found[kind][i] = float(value)
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def spread(values: list[float]) -> tuple[float, float, float, int]:
+    """p50, p90, max and count."""
+    return median(values), pct(values, 90), max(values, default=float("nan")), len(values)
+
+
 async def wait_quiet(port: int, timeout: float = 120) -> None:
     """Until the daemon reports no active streams (the load's tail has drained)."""
     deadline = time.monotonic() + timeout
@@ -356,7 +383,9 @@ async def run(source: Path, args: argparse.Namespace, http: int, wyo: int) -> di
             peak = max(peak, rss_mb(server))
             await asyncio.wait([runner], timeout=1)
         runner.result()
+        load_avg = os.getloadavg()[0]
         await wait_quiet(http)
+        kept = await promises(http)
         await asyncio.sleep(5)
         after_ttfa, after_other_cpu = await fresh_first_audio(http, server)
         rss1 = rss_mb(server)
@@ -371,7 +400,10 @@ async def run(source: Path, args: argparse.Namespace, http: int, wyo: int) -> di
     return {
         "source": str(source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
         "failures": stats.failures,
-        "first_audio": {k: (median(v), pct(v, 90), len(v)) for k, v in stats.first_audio.items()},
+        "first_audio": {k: spread(v) for k, v in stats.first_audio.items()},
+        "admitted_first_audio": {k: spread(v) for k, v in stats.admitted_first.items()},
+        "over_15s": {k: sum(x > 15 for x in v) / len(v) for k, v in stats.admitted_first.items()},
+        "promises": kept, "load_avg_1m_end": load_avg,
         "retry_after": sorted(Counter(stats.retry_after).items()),
         "slow_held_s": {k: (median(v), max(v), len(v)) for k, v in stats.slow_held.items() if v},
         "health_p99_ms": pct(stats.health, 99) * 1000, "health_failed": stats.health_failed,
@@ -408,6 +440,44 @@ async def main() -> None:
     args.out.write_text(json.dumps(results, indent=1))
     for r in results:
         print(json.dumps(r, indent=1))
+    print(summary(results))
+
+
+def summary(results: list[dict]) -> str:
+    """The before/after rows of bench/results/stress.md, one column per run."""
+
+    def spread_of(r: dict, protocol: str) -> str:
+        p50, p90, top, n = r["admitted_first_audio"].get(protocol, (math.nan,) * 3 + (0,))
+        return f"{p50:.1f} / {p90:.1f} / {top:.1f} s ({n})"
+
+    def late_of(r: dict, kind: str) -> str:
+        promised, late = r["promises"].get(kind, (0.0, 0.0))
+        return f"{late / promised:.0%} of {promised:.0f}" if promised else "n/a"
+
+    rows = {
+        "failed requests": lambda r: str(sum(o.get("failed", 0) for o in r["outcomes"].values())),
+        "HTTP admitted / refused": lambda r: "{} / {}".format(
+            r["outcomes"].get("http", {}).get("ok", 0)
+            + r["outcomes"].get("http", {}).get("hung up", 0),
+            r["outcomes"].get("http", {}).get("refused", 0),
+        ),
+        "Wyoming admitted / refused": lambda r: "{} / {}".format(
+            r["outcomes"].get("wyoming", {}).get("ok", 0)
+            + r["outcomes"].get("wyoming", {}).get("hung up", 0),
+            r["outcomes"].get("wyoming", {}).get("refused", 0),
+        ),
+        "HTTP first audio p50 / p90 / max": lambda r: spread_of(r, "http"),
+        "Wyoming first audio p50 / p90 / max": lambda r: spread_of(r, "wyoming"),
+        "HTTP over 15 s (clients)": lambda r: f"{r['over_15s'].get('http', 0):.0%}",
+        "bulk late vs promise (daemon)": lambda r: late_of(r, "bulk"),
+        "interactive late vs promise (daemon)": lambda r: late_of(r, "interactive"),
+        "/health p99": lambda r: f"{r['health_p99_ms']:.1f} ms",
+        "load average at the end": lambda r: f"{r['load_avg_1m_end']:.1f}",
+    }
+    lines = ["| | " + " | ".join(Path(r["source"]).name for r in results) + " |",
+             "|---|" + "---|" * len(results)]  # fmt: skip
+    lines += [f"| {name} | " + " | ".join(f(r) for r in results) + " |" for name, f in rows.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
