@@ -20,8 +20,9 @@ was quiet; the load average during the run is reported too).
 
     uv run --extra cpu python bench/stress_bench.py [--seconds 75] [--compare-ref REF]
 
-``--compare-ref`` runs the same load first against another commit (a git worktree, e.g.
-the commit before this work) in the same run, for a before/after table.
+``--compare-ref`` runs the same load against another commit too (a git worktree, e.g.
+the commit before this work), both daemons up at once and loaded in turn, ``--rounds``
+times (A B, B A, ...), so a shared machine's drifting load falls on both alike.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -358,71 +360,93 @@ def start(source: Path, model: Path, voices: Path, http: int, wyo: int, log: Pat
     return Server(source.name, http, proc)
 
 
-async def run(source: Path, args: argparse.Namespace, http: int, wyo: int) -> dict:
+@dataclass
+class Run:
+    """One daemon under test and everything measured on it across the rounds."""
+
+    source: Path
+    http: int
+    wyo: int
+    server: Server
+    log: Path
+    stats: Stats = field(default_factory=Stats)
+    idle: tuple[float, float] = (math.nan, math.nan)  # first audio, others' CPU share
+    rss: list[float] = field(default_factory=list)  # start, peak
+    load_avg: list[float] = field(default_factory=list)  # at the end of each round
+
+
+async def prepare(source: Path, http: int, wyo: int) -> Run:
     model, voices = assets()
     log = Path(tempfile.mkdtemp()) / "daemon.log"
-    server = start(source, model, voices, http, wyo, log)
+    run = Run(source, http, wyo, start(source, model, voices, http, wyo, log), log)
+    await wait_ready(http, run.server.proc)
+    await asyncio.sleep(3)
+    run.idle = await fresh_first_audio(http, run.server)
+    run.rss = [rss_mb(run.server)] * 2
+    return run
+
+
+async def load_round(run: Run, args: argparse.Namespace, seed: int) -> None:
+    """The load for ``args.seconds`` against ``run``'s daemon, then until it drained."""
+    stats, rng, http, wyo = run.stats, random.Random(seed), run.http, run.wyo
+    stats.started = time.monotonic()  # each round opens with every client at once
+    stop = time.monotonic() + args.seconds
+    tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
+             for i in range(args.http_clients)]  # fmt: skip
+    tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
+              for i in range(args.wyoming_clients)]  # fmt: skip
+    tasks += [slow_client(http, stop, stats, "http headers"),
+              slow_client(http, stop, stats, "http body"),
+              slow_client(wyo, stop, stats, "wyoming frame"),
+              stalled_reader(http, stats), health_probe(http, stop, stats)]  # fmt: skip
+    runner = asyncio.gather(*tasks)
+    while not runner.done():
+        run.rss[1] = max(run.rss[1], rss_mb(run.server))
+        await asyncio.wait([runner], timeout=1)
+    runner.result()
+    run.load_avg.append(os.getloadavg()[0])
+    await wait_quiet(http)
+
+
+async def finish(run: Run) -> dict:
     try:
-        await wait_ready(http, server.proc)
-        await asyncio.sleep(3)
-        idle_ttfa, idle_other_cpu = await fresh_first_audio(http, server)
-        rss0 = rss_mb(server)
-        stats, rng = Stats(), random.Random(args.seed)
-        stop = time.monotonic() + args.seconds
-        tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
-                 for i in range(args.http_clients)]  # fmt: skip
-        tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
-                  for i in range(args.wyoming_clients)]  # fmt: skip
-        tasks += [slow_client(http, stop, stats, "http headers"),
-                  slow_client(http, stop, stats, "http body"),
-                  slow_client(wyo, stop, stats, "wyoming frame"),
-                  stalled_reader(http, stats), health_probe(http, stop, stats)]  # fmt: skip
-        peak = rss0
-        runner = asyncio.gather(*tasks)
-        while not runner.done():
-            peak = max(peak, rss_mb(server))
-            await asyncio.wait([runner], timeout=1)
-        runner.result()
-        load_avg = os.getloadavg()[0]
-        await wait_quiet(http)
-        kept = await promises(http)
+        kept = await promises(run.http)
         await asyncio.sleep(5)
-        after_ttfa, after_other_cpu = await fresh_first_audio(http, server)
-        rss1 = rss_mb(server)
-        cut_lines = [
-            x
-            for x in log.read_text(errors="replace").splitlines()
-            if "closing the connection from" in x
-        ]
-        tracebacks = log.read_text(errors="replace").count("Traceback")
+        after_ttfa, after_other_cpu = await fresh_first_audio(run.http, run.server)
+        rss1 = rss_mb(run.server)
+        text = run.log.read_text(errors="replace")
+        cuts = sum("closing the connection from" in x for x in text.splitlines())
+        tracebacks = text.count("Traceback")
     finally:
-        server.stop()
+        run.server.stop()
+    stats = run.stats
     return {
-        "source": str(source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
+        "source": str(run.source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
         "failures": stats.failures,
         "first_audio": {k: spread(v) for k, v in stats.first_audio.items()},
         "admitted_first_audio": {k: spread(v) for k, v in stats.admitted_first.items()},
         "over_15s": {k: sum(x > 15 for x in v) / len(v) for k, v in stats.admitted_first.items()},
-        "promises": kept, "load_avg_1m_end": load_avg,
+        "promises": kept, "load_avg_1m_end": max(run.load_avg),
         "retry_after": sorted(Counter(stats.retry_after).items()),
         "slow_held_s": {k: (median(v), max(v), len(v)) for k, v in stats.slow_held.items() if v},
         "health_p99_ms": pct(stats.health, 99) * 1000, "health_failed": stats.health_failed,
-        "rss_mb": (rss0, peak, rss1), "idle_ttfa": idle_ttfa, "after_ttfa": after_ttfa,
-        "other_cpu_share": (idle_other_cpu, after_other_cpu),
-        "cuts_logged": len(cut_lines), "tracebacks": tracebacks,
+        "rss_mb": (*run.rss, rss1), "idle_ttfa": run.idle[0], "after_ttfa": after_ttfa,
+        "other_cpu_share": (run.idle[1], after_other_cpu),
+        "cuts_logged": cuts, "tracebacks": tracebacks,
     }  # fmt: skip
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=75)
+    parser.add_argument("--seconds", type=float, default=75, help="of load per round")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating between the trees")
     parser.add_argument("--http-clients", type=int, default=12)
     parser.add_argument("--wyoming-clients", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--compare-ref", help="also run a git ref (a worktree) first")
+    parser.add_argument("--compare-ref", help="also run a git ref (a worktree), interleaved")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stress.json")
     args = parser.parse_args()
-    results = []
+    trees = [ROOT]
     if args.compare_ref:
         tree = Path(tempfile.mkdtemp()) / "before"
         subprocess.run(
@@ -430,16 +454,25 @@ async def main() -> None:
             cwd=ROOT,
             check=True,
         )
-        try:
-            results.append(await run(tree, args, 18911, 18912))
-        finally:
+        trees.insert(0, tree)
+    runs: list[Run] = []
+    try:
+        for i, tree in enumerate(trees):
+            runs.append(await prepare(tree, 18911 + 2 * i, 18912 + 2 * i))
+        for r in range(args.rounds):  # A B, B A, ...: drift in the machine's load evens out
+            for run in runs if r % 2 == 0 else runs[::-1]:
+                await load_round(run, args, args.seed + r)
+        results = [await finish(run) for run in runs]
+    finally:
+        for run in runs:
+            run.server.stop()
+        if args.compare_ref:
             subprocess.run(
-                ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+                ["git", "worktree", "remove", "--force", str(trees[0])], cwd=ROOT, check=False
             )
-    results.append(await run(ROOT, args, 18913, 18914))
     args.out.write_text(json.dumps(results, indent=1))
-    for r in results:
-        print(json.dumps(r, indent=1))
+    for result in results:
+        print(json.dumps(result, indent=1))
     print(summary(results))
 
 
