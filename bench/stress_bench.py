@@ -290,7 +290,7 @@ def cpu_ticks(pids: list[int]) -> tuple[int, int]:
     return busy, ours
 
 
-async def fresh_first_audio(port: int, server: Server, runs: int = 9) -> tuple[float, float]:
+async def fresh_first_audio(port: int, server: Server, runs: int) -> tuple[float, float]:
     """Median first audio of a short request on a quiet server, and the CPU share the
     rest of the machine used meanwhile (the check that it was quiet)."""
     url = f"http://127.0.0.1:{port}/v1/audio/speech"
@@ -375,13 +375,13 @@ class Run:
     load_avg: list[float] = field(default_factory=list)  # at the end of each round
 
 
-async def prepare(source: Path, http: int, wyo: int) -> Run:
+async def prepare(source: Path, http: int, wyo: int, runs: int) -> Run:
     model, voices = assets()
     log = Path(tempfile.mkdtemp()) / "daemon.log"
     run = Run(source, http, wyo, start(source, model, voices, http, wyo, log), log)
     await wait_ready(http, run.server.proc)
     await asyncio.sleep(3)
-    run.idle = await fresh_first_audio(http, run.server)
+    run.idle = await fresh_first_audio(http, run.server, runs)
     run.rss = [rss_mb(run.server)] * 2
     return run
 
@@ -395,10 +395,12 @@ async def load_round(run: Run, args: argparse.Namespace, seed: int) -> None:
              for i in range(args.http_clients)]  # fmt: skip
     tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
               for i in range(args.wyoming_clients)]  # fmt: skip
-    tasks += [slow_client(http, stop, stats, "http headers"),
-              slow_client(http, stop, stats, "http body"),
-              slow_client(wyo, stop, stats, "wyoming frame"),
-              stalled_reader(http, stats), health_probe(http, stop, stats)]  # fmt: skip
+    tasks += [health_probe(http, stop, stats)]
+    if not args.no_hostile:
+        tasks += [slow_client(http, stop, stats, "http headers"),
+                  slow_client(http, stop, stats, "http body"),
+                  slow_client(wyo, stop, stats, "wyoming frame"),
+                  stalled_reader(http, stats)]  # fmt: skip
     runner = asyncio.gather(*tasks)
     while not runner.done():
         run.rss[1] = max(run.rss[1], rss_mb(run.server))
@@ -408,11 +410,11 @@ async def load_round(run: Run, args: argparse.Namespace, seed: int) -> None:
     await wait_quiet(http)
 
 
-async def finish(run: Run) -> dict:
+async def finish(run: Run, runs: int) -> dict:
     try:
         kept = await promises(run.http)
         await asyncio.sleep(5)
-        after_ttfa, after_other_cpu = await fresh_first_audio(run.http, run.server)
+        after_ttfa, after_other_cpu = await fresh_first_audio(run.http, run.server, runs)
         rss1 = rss_mb(run.server)
         text = run.log.read_text(errors="replace")
         cuts = sum("closing the connection from" in x for x in text.splitlines())
@@ -443,6 +445,10 @@ async def main() -> None:
     parser.add_argument("--http-clients", type=int, default=12)
     parser.add_argument("--wyoming-clients", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fresh-runs", type=int, default=9, help="fresh requests, idle/after")
+    parser.add_argument(
+        "--no-hostile", action="store_true", help="no slow clients, no stalled reader"
+    )
     parser.add_argument("--compare-ref", help="also run a git ref (a worktree), interleaved")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stress.json")
     args = parser.parse_args()
@@ -458,11 +464,14 @@ async def main() -> None:
     runs: list[Run] = []
     try:
         for i, tree in enumerate(trees):
-            runs.append(await prepare(tree, 18911 + 2 * i, 18912 + 2 * i))
+            runs.append(await prepare(tree, 18911 + 2 * i, 18912 + 2 * i, args.fresh_runs))
         for r in range(args.rounds):  # A B, B A, ...: drift in the machine's load evens out
             for run in runs if r % 2 == 0 else runs[::-1]:
                 await load_round(run, args, args.seed + r)
-        results = [await finish(run) for run in runs]
+                seen = {k: spread(v) for k, v in run.stats.admitted_first.items()}
+                outcomes = {k: dict(v) for k, v in run.stats.outcomes.items()}
+                print(f"round {r} {run.source.name}: {outcomes} {seen}", flush=True)
+        results = [await finish(run, args.fresh_runs) for run in runs]
     finally:
         for run in runs:
             run.server.stop()
