@@ -71,6 +71,7 @@ class Stats:
         self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         self.first_audio: dict[str, list[float]] = defaultdict(list)
         self.admitted_first: dict[str, list[float]] = defaultdict(list)  # burst or not
+        self.timeline: list[tuple[str, float, float]] = []  # (protocol, sent at, waited)
         self.retry_after: list[float] = []
         self.failures: list[str] = []
         self.health: list[float] = []
@@ -85,6 +86,7 @@ class Stats:
         waited = time.monotonic() - t0
         self.first_audio[protocol + ("" if late else " (opening burst)")].append(waited)
         self.admitted_first[protocol].append(waited)
+        self.timeline.append((protocol, round(t0 - self.started, 2), round(waited, 2)))
 
     def fail(self, protocol: str, why: str) -> None:
         self.outcomes[protocol]["failed"] += 1
@@ -434,7 +436,7 @@ async def finish(run: Run, runs: int) -> dict:
         "health_p99_ms": pct(stats.health, 99) * 1000, "health_failed": stats.health_failed,
         "rss_mb": (*run.rss, rss1), "idle_ttfa": run.idle[0], "after_ttfa": after_ttfa,
         "other_cpu_share": (run.idle[1], after_other_cpu),
-        "cuts_logged": cuts, "tracebacks": tracebacks,
+        "cuts_logged": cuts, "tracebacks": tracebacks, "timeline": stats.timeline,
     }  # fmt: skip
 
 

@@ -148,6 +148,9 @@ def test_bulk_is_refused_when_interactive_work_alone_fills_the_workers() -> None
     with pytest.raises(Busy, match="could not be promised") as refused:
         a.check(1, interactive=False)
     assert refused.value.retry_after >= 1
+    with pytest.raises(Busy, match="max_streams") as refused:  # an infinite wait: 60 s
+        a.check(LIMITS.max_streams, interactive=False)
+    assert refused.value.retry_after == 60
     a.check(1, interactive=True)  # interactive requests are still queued
 
 

@@ -251,6 +251,14 @@ class Admission:
                 f"{limits.max_streams} (engine.limits.max_streams)",
                 wait.seconds,
             )
+        if not interactive and not math.isfinite(wait.seconds):
+            self.refused[kind] += 1
+            raise _busy(
+                f"the server is saturated: interactive requests keep about "
+                f"{wait.interactive_load:.1f} of {self._workers()} workers busy, so a new "
+                "bulk request could not be promised its first audio",
+                10.0,
+            )
         capacity = self.realtime_capacity() * limits.bulk_realtime_share
         if not interactive and active_streams >= max(1.0, capacity):
             self.refused[kind] += 1
@@ -259,14 +267,6 @@ class Admission:
                 f"model can make in real time here (about {capacity:.1f} streams at "
                 f"engine.limits.bulk_realtime_share {limits.bulk_realtime_share:g})",
                 max(wait.seconds, 2.0),
-            )
-        if not interactive and not math.isfinite(wait.seconds):
-            self.refused[kind] += 1
-            raise _busy(
-                f"the server is saturated: interactive requests keep about "
-                f"{wait.interactive_load:.1f} of {self._workers()} workers busy, so a new "
-                "bulk request could not be promised its first audio",
-                10.0,
             )
         bound = limits.interactive_max_wait_s if interactive else limits.bulk_max_wait_s
         if wait.seconds > bound:
@@ -297,5 +297,5 @@ class Admission:
 def _busy(message: str, wait_s: float) -> Busy:
     """Busy with a Retry-After from the queue: when the work ahead should be done."""
     err = Busy(message)
-    err.retry_after = max(1, min(60, math.ceil(wait_s)))
+    err.retry_after = max(1, min(60, math.ceil(wait_s))) if math.isfinite(wait_s) else 60
     return err
