@@ -9,15 +9,20 @@ HTTP clients honour ``Retry-After`` as the openai SDK does; Home Assistant never
 so Wyoming clients go straight to their next request.
 
 Reported: failed requests (anything but audio, a clean refusal or our own hang-up),
-refusals per protocol, first audio p50/p90 per protocol, how long slow clients were
-held, /health p99, RSS growth, and a fresh short request's first audio after the load
-against the same server idle before it (medians of 9, with the machine's other CPU use
-during each measurement, to show it was quiet).
+refusals per protocol, first audio of admitted requests per protocol (p50/p90/max, also
+split into the opening burst and after it), the share of admitted requests whose first
+audio came later than the daemon promised them (its ``fastkokoro_first_audio_late_total``
+over ``..._promised_total``, where the daemon has them) and, seen from the clients, the
+share over 15 s; how long slow clients were held, /health p99, RSS growth, and a fresh
+short request's first audio after the load against the same server idle before it
+(medians of 9, with the machine's other CPU use during each measurement, to show it
+was quiet; the load average during the run is reported too).
 
     uv run --extra cpu python bench/stress_bench.py [--seconds 75] [--compare-ref REF]
 
-``--compare-ref`` runs the same load first against another commit (a git worktree, e.g.
-the commit before this work) in the same run, for a before/after table.
+``--compare-ref`` runs the same load against another commit too (a git worktree, e.g.
+the commit before this work), both daemons up at once and loaded in turn, ``--rounds``
+times (A B, B A, ...), so a shared machine's drifting load falls on both alike.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import subprocess
@@ -32,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -63,6 +70,8 @@ class Stats:
     def __init__(self) -> None:
         self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         self.first_audio: dict[str, list[float]] = defaultdict(list)
+        self.admitted_first: dict[str, list[float]] = defaultdict(list)  # burst or not
+        self.timeline: list[tuple[str, float, float]] = []  # (protocol, sent at, waited)
         self.retry_after: list[float] = []
         self.failures: list[str] = []
         self.health: list[float] = []
@@ -72,11 +81,12 @@ class Stats:
 
     def record_first(self, protocol: str, t0: float) -> None:
         """First audio of a request sent at ``t0``; requests sent in the opening burst
-        (every client at once, before the server has seen any load) are kept apart."""
+        (every client at once, before the server has seen any load) are kept apart too."""
         late = t0 - self.started >= BURST_S
-        self.first_audio[protocol + ("" if late else " (opening burst)")].append(
-            time.monotonic() - t0
-        )
+        waited = time.monotonic() - t0
+        self.first_audio[protocol + ("" if late else " (opening burst)")].append(waited)
+        self.admitted_first[protocol].append(waited)
+        self.timeline.append((protocol, round(t0 - self.started, 2), round(waited, 2)))
 
     def fail(self, protocol: str, why: str) -> None:
         self.outcomes[protocol]["failed"] += 1
@@ -282,7 +292,7 @@ def cpu_ticks(pids: list[int]) -> tuple[int, int]:
     return busy, ours
 
 
-async def fresh_first_audio(port: int, server: Server, runs: int = 9) -> tuple[float, float]:
+async def fresh_first_audio(port: int, server: Server, runs: int) -> tuple[float, float]:
     """Median first audio of a short request on a quiet server, and the CPU share the
     rest of the machine used meanwhile (the check that it was quiet)."""
     url = f"http://127.0.0.1:{port}/v1/audio/speech"
@@ -302,6 +312,27 @@ async def fresh_first_audio(port: int, server: Server, runs: int = 9) -> tuple[f
     busy1, ours1 = cpu_ticks(pids)
     wall_ticks = (time.monotonic() - t0) * 100 * os.cpu_count()
     return median(times), (busy1 - busy0 - (ours1 - ours0)) / wall_ticks
+
+
+async def promises(port: int) -> dict[str, tuple[float, float]]:
+    """(first audio promised, late) per kind from the daemon's /metrics; empty where the
+    daemon has no such counters (before they existed)."""
+    found: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+            text = await r.text()
+    for line in text.splitlines():
+        for i, name in enumerate(("promised", "late")):
+            prefix = f'fastkokoro_first_audio_{name}_total{{kind="'
+            if line.startswith(prefix):
+                kind, value = line[len(prefix) :].split('"} ')
+                found[kind][i] = float(value)
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def spread(values: list[float]) -> tuple[float, float, float, int]:
+    """p50, p90, max and count."""
+    return median(values), pct(values, 90), max(values, default=float("nan")), len(values)
 
 
 async def wait_quiet(port: int, timeout: float = 120) -> None:
@@ -331,66 +362,99 @@ def start(source: Path, model: Path, voices: Path, http: int, wyo: int, log: Pat
     return Server(source.name, http, proc)
 
 
-async def run(source: Path, args: argparse.Namespace, http: int, wyo: int) -> dict:
+@dataclass
+class Run:
+    """One daemon under test and everything measured on it across the rounds."""
+
+    source: Path
+    http: int
+    wyo: int
+    server: Server
+    log: Path
+    stats: Stats = field(default_factory=Stats)
+    idle: tuple[float, float] = (math.nan, math.nan)  # first audio, others' CPU share
+    rss: list[float] = field(default_factory=list)  # start, peak
+    load_avg: list[float] = field(default_factory=list)  # at the end of each round
+
+
+async def prepare(source: Path, http: int, wyo: int, runs: int) -> Run:
     model, voices = assets()
     log = Path(tempfile.mkdtemp()) / "daemon.log"
-    server = start(source, model, voices, http, wyo, log)
-    try:
-        await wait_ready(http, server.proc)
-        await asyncio.sleep(3)
-        idle_ttfa, idle_other_cpu = await fresh_first_audio(http, server)
-        rss0 = rss_mb(server)
-        stats, rng = Stats(), random.Random(args.seed)
-        stop = time.monotonic() + args.seconds
-        tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
-                 for i in range(args.http_clients)]  # fmt: skip
-        tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
-                  for i in range(args.wyoming_clients)]  # fmt: skip
+    run = Run(source, http, wyo, start(source, model, voices, http, wyo, log), log)
+    await wait_ready(http, run.server.proc)
+    await asyncio.sleep(3)
+    run.idle = await fresh_first_audio(http, run.server, runs)
+    run.rss = [rss_mb(run.server)] * 2
+    return run
+
+
+async def load_round(run: Run, args: argparse.Namespace, seed: int) -> None:
+    """The load for ``args.seconds`` against ``run``'s daemon, then until it drained."""
+    stats, rng, http, wyo = run.stats, random.Random(seed), run.http, run.wyo
+    stats.started = time.monotonic()  # each round opens with every client at once
+    stop = time.monotonic() + args.seconds
+    tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
+             for i in range(args.http_clients)]  # fmt: skip
+    tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
+              for i in range(args.wyoming_clients)]  # fmt: skip
+    tasks += [health_probe(http, stop, stats)]
+    if not args.no_hostile:
         tasks += [slow_client(http, stop, stats, "http headers"),
                   slow_client(http, stop, stats, "http body"),
                   slow_client(wyo, stop, stats, "wyoming frame"),
-                  stalled_reader(http, stats), health_probe(http, stop, stats)]  # fmt: skip
-        peak = rss0
-        runner = asyncio.gather(*tasks)
-        while not runner.done():
-            peak = max(peak, rss_mb(server))
-            await asyncio.wait([runner], timeout=1)
-        runner.result()
-        await wait_quiet(http)
+                  stalled_reader(http, stats)]  # fmt: skip
+    runner = asyncio.gather(*tasks)
+    while not runner.done():
+        run.rss[1] = max(run.rss[1], rss_mb(run.server))
+        await asyncio.wait([runner], timeout=1)
+    runner.result()
+    run.load_avg.append(os.getloadavg()[0])
+    await wait_quiet(http)
+
+
+async def finish(run: Run, runs: int) -> dict:
+    try:
+        kept = await promises(run.http)
         await asyncio.sleep(5)
-        after_ttfa, after_other_cpu = await fresh_first_audio(http, server)
-        rss1 = rss_mb(server)
-        cut_lines = [
-            x
-            for x in log.read_text(errors="replace").splitlines()
-            if "closing the connection from" in x
-        ]
-        tracebacks = log.read_text(errors="replace").count("Traceback")
+        after_ttfa, after_other_cpu = await fresh_first_audio(run.http, run.server, runs)
+        rss1 = rss_mb(run.server)
+        text = run.log.read_text(errors="replace")
+        cuts = sum("closing the connection from" in x for x in text.splitlines())
+        tracebacks = text.count("Traceback")
     finally:
-        server.stop()
+        run.server.stop()
+    stats = run.stats
     return {
-        "source": str(source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
+        "source": str(run.source), "outcomes": {k: dict(v) for k, v in stats.outcomes.items()},
         "failures": stats.failures,
-        "first_audio": {k: (median(v), pct(v, 90), len(v)) for k, v in stats.first_audio.items()},
+        "first_audio": {k: spread(v) for k, v in stats.first_audio.items()},
+        "admitted_first_audio": {k: spread(v) for k, v in stats.admitted_first.items()},
+        "over_15s": {k: sum(x > 15 for x in v) / len(v) for k, v in stats.admitted_first.items()},
+        "promises": kept, "load_avg_1m_end": max(run.load_avg),
         "retry_after": sorted(Counter(stats.retry_after).items()),
         "slow_held_s": {k: (median(v), max(v), len(v)) for k, v in stats.slow_held.items() if v},
         "health_p99_ms": pct(stats.health, 99) * 1000, "health_failed": stats.health_failed,
-        "rss_mb": (rss0, peak, rss1), "idle_ttfa": idle_ttfa, "after_ttfa": after_ttfa,
-        "other_cpu_share": (idle_other_cpu, after_other_cpu),
-        "cuts_logged": len(cut_lines), "tracebacks": tracebacks,
+        "rss_mb": (*run.rss, rss1), "idle_ttfa": run.idle[0], "after_ttfa": after_ttfa,
+        "other_cpu_share": (run.idle[1], after_other_cpu),
+        "cuts_logged": cuts, "tracebacks": tracebacks, "timeline": stats.timeline,
     }  # fmt: skip
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=75)
+    parser.add_argument("--seconds", type=float, default=75, help="of load per round")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating between the trees")
     parser.add_argument("--http-clients", type=int, default=12)
     parser.add_argument("--wyoming-clients", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--compare-ref", help="also run a git ref (a worktree) first")
+    parser.add_argument("--fresh-runs", type=int, default=9, help="fresh requests, idle/after")
+    parser.add_argument(
+        "--no-hostile", action="store_true", help="no slow clients, no stalled reader"
+    )
+    parser.add_argument("--compare-ref", help="also run a git ref (a worktree), interleaved")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stress.json")
     args = parser.parse_args()
-    results = []
+    trees = [ROOT]
     if args.compare_ref:
         tree = Path(tempfile.mkdtemp()) / "before"
         subprocess.run(
@@ -398,16 +462,66 @@ async def main() -> None:
             cwd=ROOT,
             check=True,
         )
-        try:
-            results.append(await run(tree, args, 18911, 18912))
-        finally:
+        trees.insert(0, tree)
+    runs: list[Run] = []
+    try:
+        for i, tree in enumerate(trees):
+            runs.append(await prepare(tree, 18911 + 2 * i, 18912 + 2 * i, args.fresh_runs))
+        for r in range(args.rounds):  # A B, B A, ...: drift in the machine's load evens out
+            for run in runs if r % 2 == 0 else runs[::-1]:
+                await load_round(run, args, args.seed + r)
+                seen = {k: spread(v) for k, v in run.stats.admitted_first.items()}
+                outcomes = {k: dict(v) for k, v in run.stats.outcomes.items()}
+                print(f"round {r} {run.source.name}: {outcomes} {seen}", flush=True)
+        results = [await finish(run, args.fresh_runs) for run in runs]
+    finally:
+        for run in runs:
+            run.server.stop()
+        if args.compare_ref:
             subprocess.run(
-                ["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False
+                ["git", "worktree", "remove", "--force", str(trees[0])], cwd=ROOT, check=False
             )
-    results.append(await run(ROOT, args, 18913, 18914))
     args.out.write_text(json.dumps(results, indent=1))
-    for r in results:
-        print(json.dumps(r, indent=1))
+    for result in results:
+        print(json.dumps(result, indent=1))
+    print(summary(results))
+
+
+def summary(results: list[dict]) -> str:
+    """The before/after rows of bench/results/stress.md, one column per run."""
+
+    def spread_of(r: dict, protocol: str) -> str:
+        p50, p90, top, n = r["admitted_first_audio"].get(protocol, (math.nan,) * 3 + (0,))
+        return f"{p50:.1f} / {p90:.1f} / {top:.1f} s ({n})"
+
+    def late_of(r: dict, kind: str) -> str:
+        promised, late = r["promises"].get(kind, (0.0, 0.0))
+        return f"{late / promised:.0%} of {promised:.0f}" if promised else "n/a"
+
+    rows = {
+        "failed requests": lambda r: str(sum(o.get("failed", 0) for o in r["outcomes"].values())),
+        "HTTP admitted / refused": lambda r: "{} / {}".format(
+            r["outcomes"].get("http", {}).get("ok", 0)
+            + r["outcomes"].get("http", {}).get("hung up", 0),
+            r["outcomes"].get("http", {}).get("refused", 0),
+        ),
+        "Wyoming admitted / refused": lambda r: "{} / {}".format(
+            r["outcomes"].get("wyoming", {}).get("ok", 0)
+            + r["outcomes"].get("wyoming", {}).get("hung up", 0),
+            r["outcomes"].get("wyoming", {}).get("refused", 0),
+        ),
+        "HTTP first audio p50 / p90 / max": lambda r: spread_of(r, "http"),
+        "Wyoming first audio p50 / p90 / max": lambda r: spread_of(r, "wyoming"),
+        "HTTP over 15 s (clients)": lambda r: f"{r['over_15s'].get('http', 0):.0%}",
+        "bulk late vs promise (daemon)": lambda r: late_of(r, "bulk"),
+        "interactive late vs promise (daemon)": lambda r: late_of(r, "interactive"),
+        "/health p99": lambda r: f"{r['health_p99_ms']:.1f} ms",
+        "load average at the end": lambda r: f"{r['load_avg_1m_end']:.1f}",
+    }
+    lines = ["| | " + " | ".join(Path(r["source"]).name for r in results) + " |",
+             "|---|" + "---|" * len(results)]  # fmt: skip
+    lines += [f"| {name} | " + " | ".join(f(r) for r in results) + " |" for name, f in rows.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

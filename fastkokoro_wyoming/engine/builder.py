@@ -29,6 +29,7 @@ from .text.languages import LanguageTable
 from .text.vocab import Vocab
 
 if TYPE_CHECKING:
+    from .model.windowed.decoder import WindowedDecoder
     from .serving.calibration import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,10 +65,21 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     session = KokoroSession.open(model, settings)
     voices = VoiceStore.load(files.voices, languages)
     g2p = G2P(languages)
-    scheduler = Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue)
-    windowed = None
+    decoder = None
     if cfg.decoder.streaming and session.contract.kind == "classic":
-        windowed = _open_windowed(cfg, model, cache_dir, settings, scheduler, voices)
+        decoder = _open_decoder(cfg, model, cache_dir, settings)
+    residency = None
+    if cfg.idle_unload_s > 0:  # its hooks reload the sessions before a job: built first
+        parts: list[Reloadable] = [session] if decoder is None else [session, decoder]
+        residency = Residency(
+            parts,
+            cfg.idle_unload_s,
+            lambda: scheduler.idle() and engine.active_streams == 0,
+        )
+    scheduler = Scheduler(
+        cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue, hooks=residency
+    )
+    windowed = _windowed_backend(decoder, scheduler, voices) if decoder is not None else None
     engine = Engine(
         cfg,
         voices=voices,
@@ -78,6 +90,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         languages=languages,
         traces=TraceSink(settings.profile_dir) if settings.profile_dir is not None else None,
         windowed=windowed,
+        residency=residency,
     )
     try:  # a blend is a fine default too
         voices.resolve(cfg.default_voice)
@@ -103,17 +116,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
             profile.dump_stats(str(settings.profile_dir / "warmup.prof"))
         else:
             engine.warmup()
-    if cfg.idle_unload_s > 0:
-        parts: list[Reloadable] = [session]
-        if windowed is not None:
-            parts.append(windowed.decoder)
-        residency = Residency(
-            parts,
-            cfg.idle_unload_s,
-            lambda: scheduler.idle() and engine.active_streams == 0,
-        )
-        scheduler.before_job, scheduler.after_job = residency.before_job, residency.after_job
-        engine.residency = residency
+    if residency is not None:
         residency.start()
     engine.ready = True
     _LOGGER.info(
@@ -127,37 +130,38 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     return engine
 
 
-def _open_windowed(
-    cfg: EngineConfig,
-    model: Path,
-    cache_dir: Path,
-    settings: RuntimeSettings,
-    scheduler: Scheduler,
-    voices: VoiceStore,
-) -> WindowedBackend | None:
-    """The split model's sessions, with the same providers and options as the model's.
+def _open_decoder(
+    cfg: EngineConfig, model: Path, cache_dir: Path, settings: RuntimeSettings
+) -> WindowedDecoder | None:
+    """The split model's decoder, with the same providers and options as the model's.
     Fixed-bucket exports keep whole buckets (their graphs are not split)."""
-
-    def voice_table(name: str) -> tuple[np.ndarray, str]:
-        voice = voices.resolve(name)
-        return voice.styles, voice.lang
-
     try:
-        from .serving.calibration import WindowedBackend
+        from .serving.calibration import open_decoder
     except ImportError as err:  # onnx missing: the split needs it
         _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", err)
         return None
     t0 = time.perf_counter()
-    backend = WindowedBackend.open(
+    decoder = open_decoder(
         model,
         cache_dir,
         cfg.decoder,
         session_options(settings),
         settings.session_providers(),
-        scheduler,
-        voice_table,
         fixed_shapes=is_gpu(settings.providers[0]),
     )
-    if backend is not None:
+    if decoder is not None:
         _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
-    return backend
+    return decoder
+
+
+def _windowed_backend(
+    decoder: WindowedDecoder, scheduler: Scheduler, voices: VoiceStore
+) -> WindowedBackend:
+    """The decoder and the voices' norm priors (calibrated through ``scheduler``)."""
+    from .serving.calibration import WindowedBackend  # importable: the decoder opened
+
+    def voice_table(name: str) -> tuple[np.ndarray, str]:
+        voice = voices.resolve(name)
+        return voice.styles, voice.lang
+
+    return WindowedBackend(decoder, scheduler, voice_table)

@@ -253,7 +253,7 @@ class Engine:
             self.cfg,
             next(self._seq),
             trace,
-            lead=self.admission.lead(interactive),
+            urgency=self.admission.urgency(interactive, wait),
         )
         self._streams.add(stream)
         self._arrivals += 1

@@ -38,6 +38,8 @@ class AdmissionState(Protocol):
     """What admission exports: refusals and the wait a new request would see, per kind."""
 
     refused: dict[str, int]  # by kind: "interactive" | "bulk"
+    promised: dict[str, int]  # admitted requests' first audio, by kind
+    late: dict[str, int]  # ... of which later than the promise they were admitted on
 
     def estimate(self, interactive: bool) -> WaitEstimate: ...
 

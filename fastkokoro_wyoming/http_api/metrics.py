@@ -211,8 +211,22 @@ class _AdmissionCollector(Collector):
             "Predicted wait for a new request's first audio, by kind.",
             labels=["kind"],
         )
+        promised = CounterMetricFamily(
+            f"{PREFIX}_first_audio_promised",
+            "Admitted requests' first audio, by kind.",
+            labels=["kind"],
+        )
+        late = CounterMetricFamily(
+            f"{PREFIX}_first_audio_late",
+            "Admitted requests whose first audio came later than promised, by kind.",
+            labels=["kind"],
+        )
         for kind, interactive in (("interactive", True), ("bulk", False)):
             refused.add_metric([kind], a.refused.get(kind, 0))
             wait.add_metric([kind], a.estimate(interactive).seconds)
+            promised.add_metric([kind], a.promised.get(kind, 0))
+            late.add_metric([kind], a.late.get(kind, 0))
         yield refused
         yield wait
+        yield promised
+        yield late

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
+import numpy as np
 import pytest
 from wyoming.tts import Synthesize
 
+from fastkokoro_wyoming.engine.serving.admission import WaitEstimate
 from tests.support.daemon import wait_idle
 from tests.support.tiny_daemon import (
     GOOD,
@@ -120,3 +123,84 @@ async def test_retry_after_grows_with_the_queue(tiny) -> None:
             await asyncio.gather(*queued)
             await wait_idle(engine)
         assert waits[1] > waits[0] >= 1
+
+
+async def test_an_admitted_bulk_request_keeps_its_promise_under_interactive_saturation(
+    tiny, monkeypatch
+) -> None:
+    """Five Home Assistant clients keep the one worker busy with interactive work while
+    an HTTP request is admitted. Before the promise, every interactive job that arrived
+    in the next 60 s (interactive_lead_s) went first: the request's first audio came
+    after the whole load. Now interactive work that arrives after the moment its first
+    job must start no longer passes it. Checked by model-call order, not wall time:
+    the interactive calls run between its admission and its first call take no more
+    worker time than it was promised (each call takes CALL_S)."""
+    call_s = 0.1
+    heart = tiny.voice_store.resolve("af_heart")  # Wyoming's voice; HTTP asks for another
+    calls: list[str] = []
+
+    def hook(ids: list[int], style: np.ndarray) -> None:
+        ours = np.array_equal(style, heart.style_for(len(ids)))
+        calls.append("interactive" if ours else "bulk")
+        time.sleep(call_s)
+
+    engine = derive(
+        tiny,
+        session=HookedSession(tiny.session, hook),
+        bulk_max_wait_s=5.0,
+        interactive_max_wait_s=120.0,
+        bulk_realtime_share=100.0,  # the real-time gate is another test's
+    )
+    promises: list[tuple[int, float]] = []  # (calls made by then, promise) per bulk admission
+    check = engine.admission.check
+
+    def recording(active: int, interactive: bool, *, admitted: bool = False) -> WaitEstimate:
+        wait = check(active, interactive, admitted=admitted)
+        if not interactive:
+            promises.append((len(calls), wait.promise))
+        return wait
+
+    monkeypatch.setattr(engine.admission, "check", recording)
+    async with serving(engine) as daemon:
+        await wyoming_request(daemon, Synthesize(text="Warm up.").event())  # G2P loaded
+        stop = time.monotonic() + 12.0
+
+        async def home_assistant() -> int:
+            answered = 0
+            while time.monotonic() < stop:
+                text = Synthesize(text="Turn on the kitchen light. It is on now.").event()
+                events = await wyoming_request(daemon, text)
+                assert "error" not in types(events) and "audio-chunk" in types(events)
+                answered += 1
+            return answered
+
+        clients = [asyncio.create_task(home_assistant()) for _ in range(5)]
+        try:
+            for _ in range(50):  # until the queue is full of interactive work
+                await asyncio.sleep(0.1)
+                if engine.scheduler.queued >= 4:
+                    break
+            assert engine.scheduler.queued >= 4
+            body = {**GOOD, "input": THREE, "voice": "am_adam", "response_format": "pcm"}
+            async with aiohttp.ClientSession() as http:
+                for _ in range(3):  # refused: back after Retry-After, as the SDK does
+                    async with http.post(url(daemon), json=body, timeout=client_timeout()) as r:
+                        if r.status == 503:
+                            await asyncio.sleep(float(r.headers["Retry-After"]))
+                            continue
+                        assert r.status == 200, await r.text()
+                        assert len(await r.read()) > 0
+                        break
+            answered = await asyncio.gather(*clients)
+        finally:
+            for client in clients:
+                client.cancel()
+        await wait_idle(engine)
+    assert sum(answered) >= 10 and engine.admission.refused["interactive"] == 0
+    ((admitted_at, promise),) = promises
+    first_bulk = calls.index("bulk", admitted_at)
+    passed_it = calls[admitted_at:first_bulk].count("interactive")
+    # the call running at the admission may finish first too
+    assert (passed_it - 1) * call_s <= promise, (passed_it, promise)
+    # and the load was real: the interactive calls after it would have broken the promise
+    assert calls[first_bulk:].count("interactive") * call_s > promise, (promise, calls)

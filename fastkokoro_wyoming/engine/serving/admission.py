@@ -14,6 +14,17 @@ time, and other requests' first jobs), not behind streams that are ahead of thei
 listeners. A stream's claim on the workers is thus its real-time need, not a slot.
 Interactive jobs are treated as due ``interactive_lead_s`` earlier, so they also pass
 bulk work that is less late than that.
+
+An admitted request is *promised* its first audio within the wait it was admitted on,
+plus a margin (:func:`promise_for`: a quarter more, plus a second). The lead may not
+break that promise: a bulk request's first jobs are due, in the interactive jobs' terms,
+at the moment they must start to keep it (:meth:`Admission.urgency`), so interactive
+work that arrives later than that no longer passes them. For the promise to be honest
+under a steady Home Assistant load, a bulk request's wait counts the interactive work
+that will arrive while it waits (the interactive model time per second measured over
+the last :data:`LOAD_WINDOW_S`), not only what is queued. And a bulk request is refused
+at the door when keeping its promise would push a new interactive request past its
+bound, or when interactive work alone keeps the workers busy.
 """
 
 from __future__ import annotations
@@ -21,12 +32,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import Busy
 from ..settings import LimitsConfig
 from .scheduler import Scheduler
+
+LOAD_WINDOW_S = 30.0  # the interactive load is measured over this much recent time
+MIN_LOAD_SPAN_S = 5.0  # ... and over at least this long (a quiet start is not a rate)
+MAX_INTERACTIVE_SHARE = 0.9  # of the workers: beyond it bulk work could not be promised
+PROMISE_SHARE, PROMISE_SECONDS = 0.25, 1.0  # the margin on the predicted first audio
+
+
+def promise_for(first_audio_s: float) -> float:
+    """The first audio a request admitted on ``first_audio_s`` is promised (seconds
+    after arrival): a quarter more, plus a second, for what the prediction cannot see
+    (G2P sharing the cores, the job in the worker finishing late, arrivals above the
+    measured rate)."""
+    return first_audio_s * (1 + PROMISE_SHARE) + PROMISE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -42,6 +67,20 @@ class WaitEstimate:
     # no other request in the engine: its first audio measures what one costs (one
     # that merely found the queue empty may still share the cores with playing streams)
     alone: bool = False
+    # the first audio it is promised, seconds after arrival (promise_for): set by check()
+    promise: float = math.inf
+    interactive_load: float = 0.0  # interactive model seconds per second, lately
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """How a request's jobs are keyed in the scheduler (its ``Priority``): its first
+    audio's jobs are due ``first_due`` seconds after its arrival (negative: before),
+    later ones ``lead`` seconds before its listener needs them."""
+
+    first_due: float = 0.0
+    lead: float = 0.0
+    interactive: bool = False
 
 
 class Admission:
@@ -59,21 +98,27 @@ class Admission:
         limits: LimitsConfig,
         scheduler: Scheduler | None,
         starting: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,  # the scheduler's deadlines' clock
     ) -> None:
         self.limits = limits
+        self.clock = clock
         self.scheduler = scheduler
         self.starting = starting
         self.first_audio_seconds = 1.0  # prior: a small CPU; measured from then on
         # observed / predicted wait of requests admitted behind others, per kind: what
-        # the count misses (G2P and the model sharing the cores; for bulk, the
-        # interactive requests that arrive later and pass it)
+        # the count misses (G2P and the model sharing the cores)
         self.correction = {True: 1.0, False: 1.0}  # by ``interactive``
         self.refused = {"interactive": 0, "bulk": 0}
+        # admitted requests' first audio, by kind: how many, and how many came later
+        # than promised (/metrics; the stress bench reads them)
+        self.promised = {"interactive": 0, "bulk": 0}
+        self.late = {"interactive": 0, "bulk": 0}
         # model time per second of audio made (measured over the last few seconds of
         # audio): how many real-time streams the workers can feed
         self.cost_per_audio_second = 0.5  # prior: a 2-core CPU
         self.audio_seconds = 0.0
         self._mark = (0.0, 0.0)  # (busy_seconds, audio_seconds) at the last measurement
+        self._load: deque[tuple[float, float]] = deque()  # (time, interactive_seconds)
 
     def note_audio(self, seconds: float) -> None:
         """A request yielded ``seconds`` of audio (the engine calls this per chunk)."""
@@ -93,6 +138,22 @@ class Admission:
             self._mark = (sched.busy_seconds, self.audio_seconds)
         return sched.workers / self.cost_per_audio_second
 
+    def interactive_load(self) -> float:
+        """Interactive model time per second (workers' worth) over the last
+        :data:`LOAD_WINDOW_S`: the interactive work that arrives while a bulk request
+        waits, and goes ahead of it."""
+        sched = self.scheduler
+        if sched is None:
+            return 0.0
+        now, total = self.clock(), sched.interactive_seconds
+        load = self._load
+        if not load or now - load[-1][0] >= 1.0:
+            load.append((now, total))
+        while len(load) > 2 and now - load[1][0] >= LOAD_WINDOW_S:
+            load.popleft()  # the oldest kept is the last one before the window
+        since, base = load[0]
+        return max(0.0, total - base) / max(now - since, MIN_LOAD_SPAN_S)
+
     def observe_first_audio(
         self, seconds: float, predicted: WaitEstimate, *, joined: bool = False
     ) -> None:
@@ -101,6 +162,10 @@ class Admission:
         was (the prediction included its own first audio's cost, as it waits for it).
         ``joined``: other requests arrived before that first audio; a request admitted
         alone then measures nothing (they may have passed it)."""
+        kind = "interactive" if predicted.interactive else "bulk"
+        self.promised[kind] += 1
+        if seconds > predicted.promise:
+            self.late[kind] += 1
         if predicted.alone:
             if not joined:
                 self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
@@ -108,36 +173,75 @@ class Admission:
         expected = predicted.counted + self.first_audio_seconds
         if expected >= 0.5:  # too short to say anything about the count
             ratio = min(4.0, max(0.5, seconds / expected))
-            kind = predicted.interactive
-            self.correction[kind] = 0.8 * self.correction[kind] + 0.2 * ratio
+            kind_ = predicted.interactive
+            self.correction[kind_] = 0.8 * self.correction[kind_] + 0.2 * ratio
 
-    def lead(self, interactive: bool) -> float:
-        """How much earlier than its playback deadline a request's jobs are due."""
-        return self.limits.interactive_lead_s if interactive else 0.0
+    def urgency(self, interactive: bool, wait: WaitEstimate) -> Urgency:
+        """How the jobs of a request admitted with ``wait`` are keyed. Interactive: due
+        ``interactive_lead_s`` early. Bulk: later jobs at their playback time, the first
+        audio's at the latest start that keeps its promise, counted as interactive
+        deadlines are, so only interactive work due before that goes ahead of them."""
+        lead = self.limits.interactive_lead_s
+        if interactive:
+            return Urgency(-lead, lead, interactive=True)
+        start_by = wait.promise - self.first_audio_seconds
+        if not math.isfinite(start_by):
+            return Urgency()
+        return Urgency(max(0.0, start_by) - lead)
 
     def estimate(self, interactive: bool) -> WaitEstimate:
-        """The wait a request arriving now would see before its first model call runs."""
+        """The wait a request arriving now would see before its first model call runs.
+
+        Interactive: the jobs already due, in the interactive jobs' terms (the lead
+        counted). Bulk: the jobs due before its first jobs would be (a second pass with
+        the horizon of the first) and the interactive work arriving meanwhile: the work
+        ahead over the workers' time that interactive work leaves free."""
         sched = self.scheduler
         if sched is None:  # an engine wired without a model (catalog-only tests)
             return WaitEstimate(0.0, 0, 0.0, 0.0)
-        mean = sched.mean_job_seconds
-        due = sched.jobs_due_by(time.monotonic() - self.lead(interactive))
+        now, lead = self.clock(), self.limits.interactive_lead_s
+        mean, workers = sched.mean_job_seconds, sched.workers
         starting = self.starting()
-        busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
-        counted = busy / sched.workers
+
+        def ahead(moment: float) -> tuple[int, float]:
+            due = sched.jobs_due_by(moment)
+            busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
+            return due, busy
+
+        due, busy = ahead(now - lead)
+        load = 0.0
+        if interactive:
+            counted = busy / workers
+        else:
+            load = self.interactive_load()
+            free = workers - load
+            if free <= workers * (1 - MAX_INTERACTIVE_SHARE):
+                counted = math.inf
+            else:
+                counted = busy / free
+                horizon = promise_for(counted + self.first_audio_seconds)
+                due, busy = ahead(now - lead + horizon)
+                counted = busy / free
         correction = self.correction[interactive]
-        return WaitEstimate(counted * correction, due, starting, mean, counted, interactive)
+        return WaitEstimate(
+            counted * correction, due, starting, mean, counted, interactive,
+            interactive_load=load,
+        )  # fmt: skip
 
     def check(
         self, active_streams: int, interactive: bool, *, admitted: bool = False
     ) -> WaitEstimate:
         """Raise :class:`Busy` (with ``retry_after``) if the request must be refused;
-        ``admitted``: the rest of a reply already admitted, never refused."""
+        ``admitted``: the rest of a reply already admitted, never refused. The estimate
+        returned carries the promise made to the request (:func:`promise_for`)."""
         limits = self.limits
         kind = "interactive" if interactive else "bulk"
         wait = self.estimate(interactive)
         if active_streams == 0 and wait.counted == 0.0:
             wait = dataclasses.replace(wait, alone=True)
+        wait = dataclasses.replace(
+            wait, promise=promise_for(wait.seconds + self.first_audio_seconds)
+        )
         if admitted:
             return wait
         if active_streams >= limits.max_streams:
@@ -146,6 +250,14 @@ class Admission:
                 f"{active_streams} requests are synthesizing; the limit is "
                 f"{limits.max_streams} (engine.limits.max_streams)",
                 wait.seconds,
+            )
+        if not interactive and not math.isfinite(wait.seconds):
+            self.refused[kind] += 1
+            raise _busy(
+                f"the server is saturated: interactive requests keep about "
+                f"{wait.interactive_load:.1f} of {self._workers()} workers busy, so a new "
+                "bulk request could not be promised its first audio",
+                10.0,
             )
         capacity = self.realtime_capacity() * limits.bulk_realtime_share
         if not interactive and active_streams >= max(1.0, capacity):
@@ -164,11 +276,26 @@ class Admission:
                 f"{wait.seconds:.1f} s for its first audio (the bound is {bound:g} s)",
                 wait.seconds,
             )
+        if not interactive:
+            # once due, its first jobs go ahead of interactive ones that arrive later
+            cost = self.first_audio_seconds / self._workers()
+            behind = self.estimate(True).seconds + cost
+            if behind > limits.interactive_max_wait_s:
+                self.refused[kind] += 1
+                raise _busy(
+                    f"the server is saturated: keeping a new bulk request's promise would "
+                    f"make interactive requests wait about {behind:.1f} s (their bound is "
+                    f"{limits.interactive_max_wait_s:g} s)",
+                    max(wait.seconds, behind - limits.interactive_max_wait_s),
+                )
         return wait
+
+    def _workers(self) -> int:
+        return self.scheduler.workers if self.scheduler is not None else 1
 
 
 def _busy(message: str, wait_s: float) -> Busy:
     """Busy with a Retry-After from the queue: when the work ahead should be done."""
     err = Busy(message)
-    err.retry_after = max(1, min(60, math.ceil(wait_s)))
+    err.retry_after = max(1, min(60, math.ceil(wait_s))) if math.isfinite(wait_s) else 60
     return err

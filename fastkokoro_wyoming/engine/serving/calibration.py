@@ -12,7 +12,6 @@ until its priors are ready. A blend takes the weighted mix of its voices' priors
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +32,9 @@ from ..model.windowed.norm_stats import (
     priors_path,
 )
 from ..settings import DecoderConfig
-from .scheduler import Scheduler
+from .scheduler import IDLE, Scheduler
 
 _LOGGER = logging.getLogger(__name__)
-IDLE = (math.inf,)  # scheduler priority of background calibration: after every request
 MAX_BLENDS = 64
 
 
@@ -57,42 +55,6 @@ class WindowedBackend:
         self._calibrating: set[str] = set()
         self._backlog: list[_Calibration] = []  # voices waiting for background calibration
         self._lock = threading.Lock()
-
-    @classmethod
-    def open(
-        cls,
-        model: Path,
-        cache_dir: Path,
-        settings: DecoderConfig,
-        session_options: Any,
-        providers: list[Any],
-        scheduler: Scheduler,
-        voice_table: Callable[[str], tuple[np.ndarray, str]],
-        fixed_shapes: bool = False,
-    ) -> WindowedBackend | None:
-        """The backend, or None (one log line) when this model cannot be split.
-
-        ``fixed_shapes``: round windows up to a handful of lengths (for GPUs: CUDA graphs,
-        TensorRT engines per shape); on a CPU exact lengths are ~30 % cheaper."""
-        try:
-            decoder = WindowedDecoder.open(
-                model,
-                cache_dir,
-                session_options,
-                providers,
-                context=settings.context,
-                first=settings.first_window,
-                growth=settings.window_growth,
-                max_frames=settings.max_window,
-                fixed_shapes=fixed_shapes,
-            )
-        except ImportError as err:
-            _LOGGER.warning("Windowed decoding off: %s (pip install onnx); whole segments", err)
-            return None
-        except ValueError as err:  # GraphNotSupported and friends
-            _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
-            return None
-        return cls(decoder, scheduler, voice_table)
 
     def warmup(self, voice: Voice, ids: list[int]) -> None:
         """Run the plan graphs and every fixed window length once (ORT plans per shape)."""
@@ -213,6 +175,40 @@ class WindowedBackend:
             self._priors[name] = priors
             self._calibrating.discard(name)
             self._blends.clear()
+
+
+def open_decoder(
+    model: Path,
+    cache_dir: Path,
+    settings: DecoderConfig,
+    session_options: Any,
+    providers: list[Any],
+    fixed_shapes: bool = False,
+) -> WindowedDecoder | None:
+    """The split model's decoder for :class:`WindowedBackend`, or None (one log line)
+    when this model cannot be split. Opened apart from the backend, which needs the
+    scheduler, because the scheduler's hooks (idle unload) need the decoder first.
+
+    ``fixed_shapes``: round windows up to a handful of lengths (for GPUs: CUDA graphs,
+    TensorRT engines per shape); on a CPU exact lengths are ~30 % cheaper."""
+    try:
+        return WindowedDecoder.open(
+            model,
+            cache_dir,
+            session_options,
+            providers,
+            context=settings.context,
+            first=settings.first_window,
+            growth=settings.window_growth,
+            max_frames=settings.max_window,
+            fixed_shapes=fixed_shapes,
+        )
+    except ImportError as err:
+        _LOGGER.warning("Windowed decoding off: %s (pip install onnx); whole segments", err)
+        return None
+    except ValueError as err:  # GraphNotSupported and friends
+        _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
+        return None
 
 
 @dataclass

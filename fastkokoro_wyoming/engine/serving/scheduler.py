@@ -1,30 +1,94 @@
 """Model calls from every request, ordered so first audio stays fast for everyone.
 
 A fixed pool of worker threads takes jobs from one priority queue. The engine gives
-each job its deadline (earliest deadline first): the moment the audio its stream has
-already delivered runs out, so a new request's first job is due now and outranks a
-long narration that is ahead of real time, and long requests interleave instead of one
-narration starving an announcement. The queue is bounded for new requests: a full
-queue answers :class:`Busy` at once. A cancelled job leaves the queue without running.
+each job its deadline (earliest deadline first, :class:`Priority`): the moment the audio
+its stream has already delivered runs out, so a new request's first job is due now and
+outranks a long narration that is ahead of real time, and long requests interleave
+instead of one narration starving an announcement. The queue is bounded for new
+requests: a full queue answers :class:`Busy` at once. A cancelled job leaves the queue
+without running; one cancelled while it runs is aborted. Background jobs (housekeeping,
+not a request's) run only when no request's job is waiting.
+
+The queue is a binary heap keyed by each job's deadline *as last read*. Deadlines move:
+a stream's later jobs are due relative to its playback start, which moves once, later,
+when its first chunk goes out. Because a deadline may only move later, the stored key
+is a lower bound of the current one, so the heap can be kept lazily: a worker reads the
+top's deadline again; if it moved, the job is pushed back with its new key and the next
+top is read. When the top's key is current, every other job's current deadline is at
+least its stored key, which is at least the top's: the top is the earliest job now.
+Picking costs O(log n) plus one push per deadline that moved, not a scan of the queue.
+Cancelled jobs stay in the heap as tombstones (skipped when they reach the top, swept
+when they are half of it); the counts that admission and the bound read drop at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..errors import Busy
 
 _LOGGER = logging.getLogger(__name__)
 
-# Lower first: a tuple, or a callable returning one when a worker picks its next job.
-Priority = tuple[float, ...] | Callable[[], tuple[float, ...]]
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    """When a job is due, on the ``time.monotonic`` clock: ``at`` seconds after
+    ``origin()`` (a stream's playback start, read each time a worker picks), or at
+    ``at`` itself when there is no origin. Earlier first; equal deadlines go to the
+    lower ``tie`` (the older request), then to the job queued first.
+
+    ``origin`` must be cheap, thread-safe, and may only ever move later (see the module
+    docstring: that is what keeps the heap right). ``interactive``: the job serves a
+    client with a listener waiting (Wyoming); the scheduler measures that load for the
+    admission's prediction of what will arrive (engine/serving/admission.py)."""
+
+    at: float
+    tie: float = 0.0
+    origin: Callable[[], float] | None = None
+    interactive: bool = False
+
+    def deadline(self) -> float:
+        return self.at if self.origin is None else self.origin() + self.at
+
+
+IDLE = Priority(math.inf)  # after every request (background work also sorts last anyway)
+
+
+class JobHooks(Protocol):
+    """Run in the worker around every job (idle unload: reload a model closed while idle)."""
+
+    def before_job(self) -> None: ...
+    def after_job(self) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One queued job. ``key`` is (background, deadline as last read, tie, seq): the heap
+    order; background work sorts after every request's whatever its deadline."""
+
+    key: tuple[bool, float, float, int]
+    priority: Priority
+    fn: Callable[[], Any]
+    future: Future[Any]
+    background: bool
+    queued: bool = field(default=True)  # in the heap and not cancelled
+
+    def __lt__(self, other: _Entry) -> bool:
+        return self.key < other.key
+
+    def current_key(self) -> tuple[bool, float, float, int]:
+        background, _, tie, seq = self.key
+        return (background, self.priority.deadline(), tie, seq)
 
 
 class Job:
@@ -51,31 +115,35 @@ class Job:
 
 
 class Scheduler:
-    """Worker threads that run model calls in priority order, so each request's
+    """Worker threads that run model calls in deadline order, so each request's
     first segment goes before anyone's later ones; a bounded queue answers Busy when full,
-    and a cancelled job is dropped (or aborted, if running)."""
+    and a cancelled job is dropped (or aborted, if running). ``hooks`` run in the worker
+    before and after every job; they are fixed here, at construction."""
 
-    def __init__(self, workers: int = 1, max_queue: int = 64) -> None:
+    def __init__(
+        self, workers: int = 1, max_queue: int = 64, hooks: JobHooks | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"a scheduler needs at least one worker thread, not {workers}")
         self.max_queue = max_queue
-        self._heap: list[tuple[Priority, int, Future[Any], Callable[[], Any]]] = []
+        self._hooks = hooks
+        self._heap: list[_Entry] = []
+        self._waiting = {False: 0, True: 0}  # live entries by ``background``
         self._cond = threading.Condition()
         self._seq = itertools.count()
-        self._background: set[Future[Any]] = set()
-        self.before_job: Callable[[], None] | None = None  # run in the worker before a job
-        self.after_job: Callable[[], None] | None = None
         self._closed = False
-        self.busy_workers = 0
-        # Recent model-call time (exponential average), for the admission's wait estimate.
-        self.mean_job_seconds = 0.0
-        self.busy_seconds = 0.0  # requests' model-call time so far (background excluded)
+        self._busy_workers = 0
+        self._mean_job_seconds = 0.0  # recent model-call time (exponential average)
+        self._busy_seconds = 0.0  # requests' model-call time so far (background excluded)
+        self._interactive_seconds = 0.0  # of which interactive requests'
         self._threads = [
             threading.Thread(target=self._work, name=f"kokoro-worker-{i}", daemon=True)
             for i in range(workers)
         ]
         for t in self._threads:
             t.start()
+
+    # --- what admission and /metrics read -----------------------------------------------
 
     @property
     def workers(self) -> int:
@@ -85,28 +153,53 @@ class Scheduler:
     def queued(self) -> int:
         """Requests' model calls waiting (background work not counted)."""
         with self._cond:
-            return self._foreground()
+            return self._waiting[False]
+
+    @property
+    def busy_workers(self) -> int:
+        return self._busy_workers
+
+    @property
+    def mean_job_seconds(self) -> float:
+        """Recent model-call time (exponential average), for the admission's estimate."""
+        return self._mean_job_seconds
+
+    @property
+    def busy_seconds(self) -> float:
+        """Requests' model-call time so far (background work excluded)."""
+        return self._busy_seconds
+
+    @property
+    def interactive_seconds(self) -> float:
+        """The part of :attr:`busy_seconds` spent on interactive requests' jobs."""
+        return self._interactive_seconds
 
     def idle(self) -> bool:
         """Nothing queued (background included) and no worker busy."""
         with self._cond:
-            return not self._heap and self.busy_workers == 0
-
-    def _foreground(self) -> int:
-        return len(self._heap) - sum(1 for e in self._heap if e[2] in self._background)
+            return not (self._waiting[False] or self._waiting[True]) and self._busy_workers == 0
 
     def jobs_due_by(self, moment: float) -> int:
-        """Requests' queued jobs whose deadline (a priority's first element, on the
-        ``time.monotonic`` clock) is at or before ``moment``: what a new job due then
-        would wait behind under earliest-deadline-first."""
-        with self._cond:
-            entries = [e for e in self._heap if e[2] not in self._background]
+        """Requests' queued jobs whose deadline is at or before ``moment`` (on the
+        ``time.monotonic`` clock): what a new job due then would wait behind under
+        earliest-deadline-first. Walks only the part of the heap whose stored keys are
+        that early (a stored key never exceeds the current deadline)."""
         due = 0
-        for priority, *_ in entries:
-            key = priority() if callable(priority) else priority
-            if key and key[0] <= moment:
-                due += 1
+        with self._cond:
+            heap, stack = self._heap, [0]
+            while stack:
+                i = stack.pop()
+                if i >= len(heap):
+                    continue
+                entry = heap[i]
+                if entry.background or entry.key[1] > moment:
+                    continue  # and its whole subtree: keys only grow downwards
+                if entry.queued and entry.priority.deadline() <= moment:
+                    due += 1
+                stack += (2 * i + 1, 2 * i + 2)
         return due
+
+    # --- queueing -----------------------------------------------------------------------
 
     def submit(
         self,
@@ -117,82 +210,114 @@ class Scheduler:
         admit: bool = True,
         background: bool = False,
     ) -> Job:
-        """Queue ``fn`` at ``priority`` (lower first); await ``job.result``. ``abort`` is
-        called if the job is cancelled while it runs.
+        """Queue ``fn`` at ``priority``; await ``job.result``. ``abort`` is called if the
+        job is cancelled while it runs.
 
-        ``priority`` is a tuple or a callable giving one, read each time a worker picks a
-        job (a deadline that moves when its listener starts playing); it must be cheap
-        and thread-safe. ``admit``: this job opens a request, so a full queue refuses it
-        (Busy). The rest of an admitted request is never refused: nothing accepted is lost.
-        ``background``: housekeeping (norm-prior calibration), not a request's: it neither
-        counts against the bound nor in :attr:`queued`."""
+        ``admit``: this job opens a request, so a full queue refuses it (Busy). The rest
+        of an admitted request is never refused: nothing accepted is lost.
+        ``background``: housekeeping (norm-prior calibration), not a request's: it runs
+        only when no request's job waits, and neither counts against the bound nor in
+        :attr:`queued`."""
         fut: Future[Any] = Future()
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
-            if admit and self._foreground() >= self.max_queue:
+            if admit and not background and self._waiting[False] >= self.max_queue:
                 raise Busy(f"the synthesis queue is full ({self.max_queue} segments waiting)")
-            self._heap.append((priority, next(self._seq), fut, fn))
-            if background:
-                self._background.add(fut)
+            key = (background, priority.deadline(), priority.tie, next(self._seq))
+            entry = _Entry(key, priority, fn, fut, background)
+            heapq.heappush(self._heap, entry)
+            self._waiting[background] += 1
             self._cond.notify()
-        fut.add_done_callback(self._discard_if_cancelled)
+        fut.add_done_callback(lambda f: self._discard_if_cancelled(entry))
         return Job(fut, asyncio.wrap_future(fut), abort)
 
-    def _discard_if_cancelled(self, fut: Future[Any]) -> None:
-        """A cancelled job leaves the queue at once (its slot is free for others)."""
-        if fut.cancelled():
-            with self._cond:
-                self._heap = [entry for entry in self._heap if entry[2] is not fut]
-                self._background.discard(fut)
+    def _discard_if_cancelled(self, entry: _Entry) -> None:
+        """A cancelled job leaves the queue at once (its slot is free for others); its
+        heap entry stays as a tombstone until it reaches the top or a sweep."""
+        if not entry.future.cancelled():
+            return
+        with self._cond:
+            if not entry.queued:
+                return  # a worker had already taken it
+            entry.queued = False
+            self._waiting[entry.background] -= 1
+            live = self._waiting[False] + self._waiting[True]
+            if len(self._heap) > 32 and live < len(self._heap) // 2:
+                self._heap = [e for e in self._heap if e.queued]
+                heapq.heapify(self._heap)
+
+    def _pop(self) -> _Entry | None:
+        """The earliest live job now (caller holds the lock), re-keying moved deadlines."""
+        heap = self._heap
+        while heap:
+            top = heap[0]
+            if not top.queued:
+                heapq.heappop(heap)  # a tombstone
+                continue
+            key = top.current_key()
+            if key > top.key:  # its deadline moved later: back in at its new place
+                top.key = key
+                heapq.heapreplace(heap, top)
+                continue
+            heapq.heappop(heap)
+            top.queued = False
+            self._waiting[top.background] -= 1
+            return top
+        return None
+
+    # --- the workers --------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._closed:
+                entry = self._pop()
+                while entry is None and not self._closed:
                     self._cond.wait()
-                if self._closed and not self._heap:
-                    return
-                _, _, fut, fn = self._heap.pop(self._next_index())
-                background = fut in self._background
-                self._background.discard(fut)
-                if not fut.set_running_or_notify_cancel():
-                    continue  # cancelled while queued: never run
-                self.busy_workers += 1
-            started = time.perf_counter()
-            try:
-                if self.before_job is not None:
-                    self.before_job()  # e.g. reload a model unloaded while idle
-                fut.set_result(fn())
-            except BaseException as err:  # delivered to the awaiting request
-                fut.set_exception(err)
-            finally:
-                if self.after_job is not None:
-                    self.after_job()
-                took = time.perf_counter() - started
-                with self._cond:
-                    self.busy_workers -= 1
-                    mean = self.mean_job_seconds
-                    self.mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
-                    if not background:
-                        self.busy_seconds += took
+                    entry = self._pop()
+                if entry is None:
+                    return  # closed and drained
+                if not entry.future.set_running_or_notify_cancel():
+                    continue  # cancelled as it was taken: never run
+                self._busy_workers += 1
+            self._run(entry)
 
-    def _next_index(self) -> int:
-        """The queued job with the lowest priority now (ties: the older one). A linear
-        scan: the queue holds tens of jobs, and deadlines move, so a heap would go stale."""
-        best, best_key = 0, None
-        for i, (priority, seq, _, _) in enumerate(self._heap):
-            key = (priority() if callable(priority) else priority, seq)
-            if best_key is None or key < best_key:
-                best, best_key = i, key
-        return best
+    def _run(self, entry: _Entry) -> None:
+        started = time.perf_counter()
+        result, error = None, None
+        try:
+            if self._hooks is not None:
+                self._hooks.before_job()  # e.g. reload a model unloaded while idle
+            result = entry.fn()
+        except BaseException as err:  # delivered to the awaiting request
+            error = err
+        finally:
+            if self._hooks is not None:
+                self._hooks.after_job()
+            took = time.perf_counter() - started
+            with self._cond:
+                self._busy_workers -= 1
+                mean = self._mean_job_seconds
+                self._mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
+                if not entry.background:
+                    self._busy_seconds += took
+                    if entry.priority.interactive:
+                        self._interactive_seconds += took
+        # delivered last, so whoever awaits it sees the hooks and the counts done
+        if error is not None:
+            entry.future.set_exception(error)
+        else:
+            entry.future.set_result(result)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            for _, _, fut, _ in self._heap:
-                fut.cancel()
-            self._heap.clear()
+            entries, self._heap = self._heap, []
+            self._waiting = {False: 0, True: 0}
+            for entry in entries:
+                entry.queued = False
             self._cond.notify_all()
+        for entry in entries:
+            entry.future.cancel()
         for t in self._threads:
             t.join(timeout=30)

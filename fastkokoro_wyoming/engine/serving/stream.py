@@ -21,8 +21,10 @@ import numpy as np
 from ..errors import SynthesisTimeout
 from ..settings import EngineConfig
 from ..types import SAMPLE_RATE
+from .admission import Urgency
 from .plan import Prepared, Segment
 from .renders import Due, Render
+from .scheduler import Priority
 from .timing import Emitted, TimedChunk, WordClock
 from .trace import RequestTrace
 
@@ -48,10 +50,11 @@ class SpeechStream:
         cfg: EngineConfig,
         seq: int,
         trace: RequestTrace,
-        lead: float = 0.0,
+        urgency: Urgency | None = None,
     ) -> None:
         self.prep = prep
-        self.lead = lead  # its jobs count as due this much earlier (interactive requests)
+        # when its jobs are due: the first audio's, and how early the later ones are
+        self.urgency = urgency or Urgency()
         self.plan = plan
         self.start_render = start_render
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
@@ -154,6 +157,10 @@ class SpeechStream:
             self.playback_start = time.monotonic()
         self.trace.chunk()
 
+    def playback_start_of(self) -> float:
+        """When the listener started (a deadline's origin, read by worker threads)."""
+        return self.playback_start
+
     def _finish_head(self, seconds: float) -> None:
         self.pending.popleft()
         self.done_seconds += seconds
@@ -217,24 +224,25 @@ class SpeechStream:
 
 class _Deadline:
     """``seconds into a render`` -> the job's priority: when a listener who starts playing
-    at the first chunk needs that audio, ``(playback start + position, seq)``. The
-    position is fixed when the job is queued; the start moves once, from the request's
-    arrival to the first chunk, so windows queued early are not due too soon."""
+    at the first chunk needs that audio (playback start + position, less the lead), ties
+    to the older request. The position is fixed when the job is queued; the start moves
+    once, later, from the request's arrival to the first chunk, so windows queued early
+    are not due too soon. The first audio's jobs are due by the request's ``Urgency``."""
 
     def __init__(self, stream: SpeechStream, render: Render | None) -> None:
         self.stream = stream
         self.render = render
 
-    def __call__(self, seconds: float) -> Callable[[], tuple[float, ...]]:
+    def __call__(self, seconds: float) -> Priority:
         stream = self.stream
         position = stream.position_of(self.render) + seconds
         seq = float(stream.seq)
+        urgency = stream.urgency
         if position <= 0:
-            # the first audio is due on arrival, whatever happens later
-            arrival = stream.t0 - stream.lead
-            return lambda: (arrival, seq)
-        lead = stream.lead
-        return lambda: (stream.playback_start + position - lead, seq)
+            # the first audio is due by its arrival (or its promise), whatever happens later
+            return Priority(stream.t0 + urgency.first_due, seq, None, urgency.interactive)
+        origin = stream.playback_start_of  # moves once, later: the heap's condition
+        return Priority(position - urgency.lead, seq, origin, urgency.interactive)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
