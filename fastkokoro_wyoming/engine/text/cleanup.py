@@ -2,8 +2,11 @@
 
 Pure functions only. :func:`split_pauses` cuts ``[pause:1.5s]`` tokens out (strict
 form only: ``[pause=1]`` stays text). :func:`clean` removes what is never speech
-(control bytes, emoji, markdown syntax). :func:`normalize_english` rewrites what
-misaki would otherwise spell out symbol by symbol (URLs, times, units).
+(control bytes, emoji, markdown syntax) and folds typography (:mod:`.typography`):
+it is the one cleanup path every language and both front ends take, before any G2P.
+Inline pronunciations (``[word](/phonemes/)``, :mod:`.inline`) pass it untouched.
+:func:`normalize_english` rewrites what misaki would otherwise spell out symbol by
+symbol (URLs, times, units, ranges).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import unicodedata
 from dataclasses import dataclass
 
 from num2words import num2words
+
+from . import inline
+from .typography import fold_typography
 
 _PAUSE = re.compile(r"\[pause:(\d{1,3}(?:\.\d{1,3})?)s\]")
 MAX_PAUSE_S = 60.0
@@ -53,12 +59,14 @@ _MD_UNDERSCORE = re.compile(r"(?<![\w])_(?=\S)(.+?)(?<=\S)_(?![\w])")
 _MD_CODE = re.compile(r"`([^`]*)`")
 _MD_TABLE_SEP = re.compile(r"^\s*\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$", re.M)
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b]+")
+_SPACES = re.compile(r"[ \t]+")  # other spaces: typography folded them
 
 
 def clean(text: str) -> str:
-    """Drop what is never speech: control bytes, emoji, markdown and HTML syntax."""
+    """Drop what is never speech (control bytes, emoji, markdown and HTML syntax) and fold
+    typography; inline pronunciations are kept as written."""
     text = unicodedata.normalize("NFC", text).replace("℃", "°C").replace("℉", "°F")
+    text, spans = inline.protect(text)
     text = _MD_FENCE.sub(" ", text)
     text = _MD_TABLE_SEP.sub(" ", text)
     text = _MD_IMAGE.sub(r"\1", text)
@@ -73,6 +81,7 @@ def clean(text: str) -> str:
         text = _MD_UNDERSCORE.sub(r"\1", text)
     text = _HTML_TAG.sub(" ", text)
     text = text.replace("|", ", ")
+    text = inline.restore(fold_typography(text), spans)
     chars = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -169,10 +178,17 @@ _ABBREV = {
 }
 _ABBREV_RE = re.compile(r"(?<!\w)(" + "|".join(re.escape(a) for a in _ABBREV) + r")(?=\s|$|[,;:])")
 _MULT = re.compile(r"(?<=\d)\s*[*×]\s*(?=\d)")
+_GROUPING = re.compile(r"(?<=\d)\u202f(?=\d{3})")  # 1 250 (typography kept the space)
+# 5-10 minutes, 3-2 (a score): "to". Not dates, phone numbers or 4-digit ranges (years).
+_RANGE = re.compile(r"(?<![\d.,:/-])(\d{1,3})-(\d{1,3})(?![\d.,:/-]|-)")
+_FEET = re.compile(r"(?<![\d.])(\d)'(\d{1,2})\"")  # 5'10"
 
 
 def normalize_english(text: str) -> str:
     """Rewrite URLs, e-mail addresses, clock times, units and abbreviations as words."""
+    text = _GROUPING.sub(",", text)
+    text = _FEET.sub(lambda m: f"{m[1]} feet {m[2]} inches", text)
+    text = _RANGE.sub(r"\1 to \2", text)
     text = _URL.sub(lambda m: _read_url(m.group(0)), text)
     text = _EMAIL.sub(lambda m: f"{m[1].replace('.', ' dot ')} at {_dotted(m[2])}", text)
     text = _TIME.sub(_read_time, text)
