@@ -59,7 +59,11 @@ _MD_UNDERSCORE = re.compile(r"(?<![\w])_(?=\S)(.+?)(?<=\S)_(?![\w])")
 _MD_CODE = re.compile(r"`([^`]*)`")
 _MD_TABLE_SEP = re.compile(r"^\s*\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$", re.M)
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
+_MD_TASK = re.compile(r"^\s*\[[ xX]\]\s+", re.M)  # - [x] done (after the bullet went)
 _SPACES = re.compile(r"[ \t]+")  # other spaces: typography folded them
+# A line that ends without punctuation (a list item, a heading) before the next line:
+# a comma, so "Eggs\nMilk" is two items, not "eggs milk".
+_BARE_LINE_END = re.compile(r"(?<=[^\s.,;:!?…—\-(\[{\"'])[ ]*\n")
 
 
 def clean(text: str) -> str:
@@ -75,6 +79,7 @@ def clean(text: str) -> str:
     text = _MD_HEADING.sub("", text)
     text = _MD_QUOTE.sub("", text)
     text = _MD_BULLET.sub("", text)
+    text = _MD_TASK.sub("", text)
     text = _MD_CODE.sub(r"\1", text)
     for _ in range(2):  # nested **_x_**
         text = _MD_EMPH.sub(r"\2", text)
@@ -91,8 +96,8 @@ def clean(text: str) -> str:
             chars.append(" ")  # control bytes, emoji, pictographs: never spoken
         else:
             chars.append(ch)
-    text = "".join(chars)
-    return _SPACES.sub(" ", text).strip()
+    text = _SPACES.sub(" ", "".join(chars)).strip()
+    return _BARE_LINE_END.sub(",\n", text)
 
 
 def has_speech(text: str) -> bool:
@@ -152,7 +157,7 @@ _UNITS = {
     "°": "degrees",
 }
 _UNIT_RE = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)?)\s?("
+    r"(?<![\w.'])(\d+(?:[.,]\d+)?)\s?("
     + "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
     + r")(?![\w/])",
     re.I,
@@ -180,7 +185,8 @@ _ABBREV_RE = re.compile(r"(?<!\w)(" + "|".join(re.escape(a) for a in _ABBREV) + 
 _MULT = re.compile(r"(?<=\d)\s*[*×]\s*(?=\d)")
 _GROUPING = re.compile(r"(?<=\d)\u202f(?=\d{3})")  # 1 250 (typography kept the space)
 # 5-10 minutes, 3-2 (a score): "to". Not dates, phone numbers or 4-digit ranges (years).
-_RANGE = re.compile(r"(?<![\d.,:/-])(\d{1,3})-(\d{1,3})(?![\d.,:/-]|-)")
+_RANGE = re.compile(r"(?<![\d.,:/-])(\d{1,3})-(\d{1,3})(?![\d:/-]|[.,]\d)")
+_MINUS = re.compile(r"(?<![\w.,-])-(?=\d)")  # -3 °C: misaki dropped "-3" before "degrees"
 _FEET = re.compile(r"(?<![\d.])(\d)'(\d{1,2})\"")  # 5'10"
 
 
@@ -189,6 +195,7 @@ def normalize_english(text: str) -> str:
     text = _GROUPING.sub(",", text)
     text = _FEET.sub(lambda m: f"{m[1]} feet {m[2]} inches", text)
     text = _RANGE.sub(r"\1 to \2", text)
+    text = _MINUS.sub("minus ", text)
     text = _URL.sub(lambda m: _read_url(m.group(0)), text)
     text = _EMAIL.sub(lambda m: f"{m[1].replace('.', ' dot ')} at {_dotted(m[2])}", text)
     text = _TIME.sub(_read_time, text)

@@ -117,7 +117,9 @@ class G2P:
 
     def read(self, text: str, code: str, *, normalize: bool = True) -> str:
         """What the G2P is given for ``text``: lexicon entries as inline spans, then the
-        reading rules on the text between spans (``code``: a resolved Kokoro code)."""
+        reading rules on the text between spans (``code``: a resolved Kokoro code).
+        Line breaks become spaces: misaki glued "a:\nb" into one word and misread it."""
+        text = " ".join(text.split())
         if self.lexicon is not None:
             text = self.lexicon.apply(text, code)
         if normalize:
