@@ -210,7 +210,7 @@ class Engine:
                 f"phonemes contain {inline.describe(bad)}, which is not a Kokoro phoneme",
                 param="phonemes",
             )
-        checked = self.prepare(SynthesisRequest("-", voice, None, speed))  # voice and speed
+        checked = self.prepare(SynthesisRequest("a", voice, None, speed))  # voice and speed
         return Prepared((phonemes,), checked.voice, checked.lang, checked.speed, False, True)
 
     @property

@@ -159,7 +159,8 @@ def _latin_only(m: re.Match[str]) -> str:
             out.append(" — ")  # a spaced en dash is a pause; a range was folded already
         else:
             out.append(ch)
-    return "".join(out)
+    folded = "".join(out)
+    return folded.rstrip(" ") if m.end() == len(m.string) else folded
 
 
 def _dash(m: re.Match[str]) -> str:
