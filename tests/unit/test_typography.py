@@ -65,6 +65,7 @@ def test_inline_phonemes_keep_the_symbols_typography_would_fold():
 
 def test_list_lines_get_a_pause():
     assert clean("Your list:\n- Eggs\n- Milk\n- [x] Bread") == "Your list:\nEggs,\nMilk,\nBread"
+    assert clean("## Rooms\n\nKitchen\n\nDone.") == "Rooms.\n\nKitchen.\n\nDone."
 
 
 @pytest.mark.parametrize(

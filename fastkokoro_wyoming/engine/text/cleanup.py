@@ -62,8 +62,8 @@ _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
 _MD_TASK = re.compile(r"^\s*\[[ xX]\]\s+", re.M)  # - [x] done (after the bullet went)
 _SPACES = re.compile(r"[ \t]+")  # other spaces: typography folded them
 # A line that ends without punctuation (a list item, a heading) before the next line:
-# a comma, so "Eggs\nMilk" is two items, not "eggs milk".
-_BARE_LINE_END = re.compile(r"(?<=[^\s.,;:!?…—\-(\[{\"'])[ ]*\n")
+# a comma, so "Eggs\nMilk" is two items, not "eggs milk"; before a blank line, a full stop.
+_BARE_LINE_END = re.compile(r"(?<=[^\s.,;:!?…—\-(\[{\"'])[ ]*(\n[ \n]*)")
 
 
 def clean(text: str) -> str:
@@ -97,7 +97,7 @@ def clean(text: str) -> str:
         else:
             chars.append(ch)
     text = _SPACES.sub(" ", "".join(chars)).strip()
-    return _BARE_LINE_END.sub(",\n", text)
+    return _BARE_LINE_END.sub(lambda m: ("." if m[1].count("\n") > 1 else ",") + m[1], text)
 
 
 def has_speech(text: str) -> bool:
