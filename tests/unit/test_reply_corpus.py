@@ -91,3 +91,39 @@ def test_reply_reads_its_risky_tokens_and_matches_its_ascii_twin(reply):
 def test_a_curly_negation_at_a_sentence_end_is_spoken(text, negation):
     """The examples of the issue: the meaning of the reply flipped."""
     assert phonemes(text).endswith(negation)
+
+
+@pytest.mark.parametrize(
+    "lang,typographic,ascii_text,module",
+    [
+        (
+            "f",
+            "Il n’est pas là — c’est l’heure… « Oui ! »",
+            "Il n'est pas là -- c'est l'heure... \"Oui !\"",
+            None,
+        ),
+        (
+            "e",
+            "No, no está — ¿verdad?… Son 1\u00a0250 €.",
+            "No, no está -- ¿verdad?... Son 1.250 €.",
+            None,
+        ),
+        ("i", "L’ho già fatto — è l’una…", "L'ho già fatto -- è l'una...", None),
+        ("p", "Não está — são 8h30… “ok”", 'Não está -- são 8h30... "ok"', None),
+        ("h", "यह ठीक है — हाँ…", "यह ठीक है -- हाँ...", None),
+        ("z", "他说“你好”——今天２５度。", "他说“你好”——今天25度。", "jieba"),
+        ("j", "「はい」……２５度です。", "「はい」……25度です。", "misaki_ja_lightning"),
+    ],
+)
+def test_typography_in_every_language(lang, typographic, ascii_text, module):
+    """The same fold before every G2P: typography reads as what an ASCII writer types (a
+    no-break space between digit groups as the grouping it is, "1 250" = "1.250" in
+    Spanish); Chinese and Japanese keep their own punctuation. ~3 s (espeak, jieba, MeCab)."""
+    if module:
+        pytest.importorskip(module)
+    g2p, vocab = _g2p()
+
+    def read(text: str) -> str:
+        return " ".join(g2p.phonemize(s, lang) for s in split_sentences(clean(text), lang))
+
+    assert read(typographic) == read(ascii_text)

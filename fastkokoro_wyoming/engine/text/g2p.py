@@ -64,6 +64,7 @@ _WARM_TEXT = {
 _LATIN = "A-Za-zÀ-ÖØ-öø-ÿ"
 _LATIN_WORD = rf"[{_LATIN}][{_LATIN}'’-]*"
 _LATIN_RUN = re.compile(rf"{_LATIN_WORD}(?:\s+{_LATIN_WORD})*")
+_WHITESPACE = re.compile(r"[^\S\u202f]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:…])")
 
 
@@ -118,8 +119,9 @@ class G2P:
     def read(self, text: str, code: str, *, normalize: bool = True) -> str:
         """What the G2P is given for ``text``: lexicon entries as inline spans, then the
         reading rules on the text between spans (``code``: a resolved Kokoro code).
-        Line breaks become spaces: misaki glued "a:\nb" into one word and misread it."""
-        text = " ".join(text.split())
+        Line breaks become spaces: misaki glued "a:\nb" into one word and misread it (a
+        narrow no-break space stays: typography keeps it between digit groups, "1 250")."""
+        text = _WHITESPACE.sub(" ", text).strip()
         if self.lexicon is not None:
             text = self.lexicon.apply(text, code)
         if normalize:
