@@ -7,7 +7,7 @@ split a curly ``n’t`` before a full stop. So before any G2P, in every language
 such character becomes the form a person typing ASCII would have used, and the same
 reply gives the same phonemes whichever way it was typed:
 
-* apostrophes and single quotes (’ ‘ ‚ ‛ ʼ ′ ＇ and a ´ or ` between letters) -> ``'``;
+* apostrophes and single quotes (’ ‘ ‚ ‛ ʼ ′ ＇ ‹ › and a ´ or ` between letters) -> ``'``;
   double quotes (“ ” „ ‟ « » ″ ＂) -> ``"``;
 * dashes used as pauses (— ― ⸺, a spaced – or -, ``--``) -> one spaced em dash, which
   misaki and Kokoro's vocabulary treat as a pause; ‐ ‑ ‒ − and an en dash between
