@@ -120,9 +120,13 @@ async def generate_from_phonemes(request: web.Request) -> web.StreamResponse:
         state.metrics.stream_started()
         try:
             async with contextlib.aclosing(encoded):
+                first_write = True
                 async for part, _ in encoded:
                     if part:
                         await response.write(part)
+                    if first_write:
+                        first_write = False
+                        state.metrics.observe_ttfa(time.perf_counter() - received)
             await response.write_eof()
         except ConnectionResetError:
             _LOGGER.info("Client went away mid-stream; synthesis stopped")
