@@ -6,6 +6,19 @@
 # waits until this server answers a Wyoming describe.
 set -e
 
+# engine.lexicon from the lexicon option ({word, phonemes, language?} objects on stdin, as
+# bashio prints a list of objects): a file (JSON is YAML), the language defaulting to $1.
+# An empty list writes nothing and prints nothing: no lexicon.
+lexicon_file() {
+    local entries
+    entries=$(jq -s 'map(select(. != null))')
+    [[ "${entries}" == "[]" ]] && return 0
+    jq --arg lang "$1" 'reduce .[] as $e ({}; .[$e.language // $lang][$e.word] = $e.phonemes)' \
+        <<<"${entries}" >"${LEXICON_FILE}"
+    echo "${LEXICON_FILE}"
+}
+LEXICON_FILE=${LEXICON_FILE:-/data/lexicon.yaml}
+
 # --- options: one assignment each (tests/unit/test_addon.py checks that every option is here
 # and that every variable is a config key). set -a exports every assignment. ---
 set -a
@@ -16,6 +29,7 @@ FASTKOKORO_ENGINE_RUNTIME_INTRA_OP_THREADS=$(bashio::config 'threads')
 FASTKOKORO_ENGINE_MODEL_SOURCE=$(bashio::config 'model_source')
 FASTKOKORO_WYOMING_ZEROCONF=$(bashio::config 'zeroconf')
 FASTKOKORO_LOG_LEVEL=$(bashio::config 'log_level' | tr '[:lower:]' '[:upper:]')
+FASTKOKORO_ENGINE_LEXICON=$(bashio::config 'lexicon' | lexicon_file "${FASTKOKORO_ENGINE_LANGUAGES%%,*}")
 if bashio::config.has_value 'api_key'; then
     FASTKOKORO_HTTP_API_KEY=$(bashio::config 'api_key')
 fi

@@ -26,6 +26,7 @@ from .serving.trace import TraceSink
 from .settings import EngineConfig, ModelFiles
 from .text.g2p import G2P
 from .text.languages import LanguageTable
+from .text.lexicon import Lexicon
 from .text.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     """Read everything, check the default voice, warm G2P and the model; blocking."""
     t0 = time.perf_counter()
     languages = LanguageTable()
+    vocab = Vocab.load(files.vocab)
+    lexicon = None
+    if cfg.lexicon:  # checked before the model loads: a bad entry refuses to start
+        lexicon = Lexicon(Path(cfg.lexicon).expanduser(), vocab, languages)
+        _LOGGER.info("Lexicon %s: %d entries", lexicon.path, lexicon.size())
     settings = runtime_settings(cfg)
     gpu = is_gpu(settings.providers[0])
     cache_dir = Path(cfg.model.cache_dir).expanduser()
@@ -64,7 +70,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     model = prepare_model(files.model, weights, cache_dir)
     session = KokoroSession.open(model, settings)
     voices = VoiceStore.load(files.voices, languages)
-    g2p = G2P(languages)
+    g2p = G2P(languages, lexicon)
     decoder = None
     if cfg.decoder.streaming and session.contract.kind == "classic":
         decoder = _open_decoder(cfg, model, cache_dir, settings)
@@ -83,7 +89,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     engine = Engine(
         cfg,
         voices=voices,
-        vocab=Vocab.load(files.vocab),
+        vocab=vocab,
         g2p=g2p,
         session=session,
         scheduler=scheduler,

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import (
     EmptyText,
+    InvalidPhonemes,
     InvalidSpeed,
     LanguageMismatch,
     TextTooLong,
@@ -44,6 +45,7 @@ from .serving.stream import SpeechStream
 from .serving.timing import SegmentTiming, TimedChunk, approximate_durations
 from .serving.trace import RequestTrace, TraceSink
 from .settings import EngineConfig
+from .text import inline
 from .text.cleanup import Pause, clean, has_speech, split_pauses
 from .text.g2p import G2P
 from .text.languages import LanguageTable
@@ -186,7 +188,30 @@ class Engine:
             raise EmptyText(
                 "input has no speakable text (only symbols, emoji or control characters)"
             )
+        for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
+            if isinstance(piece, str):
+                inline.check(piece, self.vocab)
         return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
+
+    def prepare_phonemes(self, phonemes: str, voice: str | None, speed: float = 1.0) -> Prepared:
+        """:meth:`prepare` for a phoneme string (``/dev/generate_from_phonemes``): every
+        symbol must be in the model's vocabulary (InvalidPhonemes names the first that is not)."""
+        if not isinstance(phonemes, str) or not phonemes.strip():
+            raise EmptyText("phonemes are empty", param="phonemes")
+        limit = self.cfg.limits.max_input_chars
+        if len(phonemes) > limit:
+            raise TextTooLong(
+                f"phonemes are {len(phonemes)} characters; the limit is {limit}", param="phonemes"
+            )
+        phonemes = " ".join(phonemes.split())
+        bad = inline.unknown_symbol(phonemes, self.vocab)
+        if bad is not None:
+            raise InvalidPhonemes(
+                f"phonemes contain {inline.describe(bad)}, which is not a Kokoro phoneme",
+                param="phonemes",
+            )
+        checked = self.prepare(SynthesisRequest("a", voice, None, speed))  # voice and speed
+        return Prepared((phonemes,), checked.voice, checked.lang, checked.speed, False, True)
 
     @property
     def active_streams(self) -> int:
@@ -350,11 +375,27 @@ class Engine:
         return WholeAudio(audio[start:stop], SegmentTiming(durations, spf, start))
 
     def phonemize(self, text: str, lang: str) -> str:
-        """The phonemes the model would get for ``text`` (for tests and /dev tools)."""
+        """The phonemes the model would get for ``text`` (lexicon and inline spans applied;
+        pauses left out). Blocking (G2P): call it in a worker thread. Raises InvalidRequest."""
         code = self.languages.resolve(lang).code
+        if not isinstance(text, str) or not text.strip():
+            raise EmptyText("text is empty", param="text")
+        limit = self.cfg.limits.max_input_chars
+        if len(text) > limit:
+            raise TextTooLong(f"text is {len(text)} characters; the limit is {limit}", param="text")
+        pieces = [clean(p) for p in split_pauses(text) if isinstance(p, str)]
+        for piece in pieces:
+            inline.check(piece, self.vocab, param="text")
         return " ".join(
-            self.vocab.keep(self.g2p.phonemize(s, code)) for s in split_sentences(clean(text), code)
+            self.vocab.keep(self.g2p.phonemize(s, code))
+            for piece in pieces
+            for s in split_sentences(piece, code)
         )
+
+    def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]:
+        """:meth:`phonemize` and the model's ids for those phonemes (``/dev/phonemize``)."""
+        phonemes = self.phonemize(text, lang)
+        return phonemes, self.vocab.encode(phonemes)
 
 
 def _compatible(requested: str, voice_lang: str) -> bool:

@@ -57,6 +57,13 @@ class EmptyText(InvalidRequest):
     param = "input"
 
 
+class InvalidPhonemes(InvalidRequest):
+    """Phonemes (inline ``[word](/…/)`` or a phoneme request) with a symbol the model lacks."""
+
+    code = "invalid_phonemes"
+    param = "input"
+
+
 class TextTooLong(InvalidRequest):
     """Input past ``engine.limits.max_input_chars``."""
 

@@ -116,6 +116,7 @@ class EngineConfig:
     allow_cross_language: bool = False  # let a voice speak another language (accented)
     warmup: bool = True
     idle_unload_s: float = 0.0  # 0: never. Else close the ONNX sessions after this long idle
+    lexicon: str | None = None  # YAML {language: {word: phonemes}}; re-read when it changes
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)

@@ -25,6 +25,7 @@ from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.openapi import build_openapi
 from fastkokoro_wyoming.http_api.page import add_page_routes
 from fastkokoro_wyoming.http_api.params import merge_voice_map
+from fastkokoro_wyoming.http_api.phonemes import add_phoneme_routes
 from fastkokoro_wyoming.http_api.routes import (
     get_model,
     health,
@@ -76,6 +77,7 @@ def make_app(
         app.on_response_prepare.append(cors_on_prepare(origins))
     app.router.add_post("/v1/audio/speech", speech)
     app.router.add_post("/dev/captioned_speech", captioned_speech)  # word timestamps
+    add_phoneme_routes(app)  # /dev/phonemize, /dev/generate_from_phonemes
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id}", get_model)
     app.router.add_get("/v1/audio/models", list_audio_models)

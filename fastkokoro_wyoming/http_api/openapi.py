@@ -20,6 +20,7 @@ from fastkokoro_wyoming.config import HttpConfig
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
 from fastkokoro_wyoming.http_api.errors import open_paths
 from fastkokoro_wyoming.http_api.params import MODEL_IDS, STREAM_FORMATS
+from fastkokoro_wyoming.http_api.phonemes import openapi_paths, openapi_schemas
 
 _REF = "#/components/schemas/"
 
@@ -391,6 +392,8 @@ def build_openapi(settings: HttpConfig) -> dict:
         },
         "components": {"schemas": _schemas(settings)},
     }
+    spec["paths"].update(openapi_paths(audio))  # /dev/phonemize, /dev/generate_from_phonemes
+    spec["components"]["schemas"].update(openapi_schemas())
     _add_security(spec, bool(settings.api_key), open_paths(settings.public_catalog))
     return spec
 

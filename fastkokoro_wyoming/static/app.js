@@ -1,7 +1,8 @@
 // The voice-audition page: voices from the live catalog, a two-voice blend, speed, and
 // Speak, which streams POST /dev/captioned_speech (NDJSON: base64 mp3 + word timings per
-// chunk) to the player (player.js). No dependencies, no build step: the server ships these
-// files as they are (ES modules, same origin).
+// chunk) to the player (player.js); the Phonemes view is phonemes.js. No dependencies, no
+// build step: the server ships these files as they are (ES modules, same origin).
+import { initPhonemes } from "./phonemes.js";
 import { MIME, ReadAlong, StreamingAudio, base64Bytes, follow, ndjsonLines } from "./player.js";
 
 const KEY_NAME = "fastkokoro.apiKey";
@@ -290,6 +291,7 @@ function init() {
     const err = $("player").error;
     if (current && err) showError(`The browser could not play the audio: ${err.message || err.code}`);
   });
+  initPhonemes({ $, api, voiceSpec, showError, setStatus });
   pollHealth();
   startVoices();
 }

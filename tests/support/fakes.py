@@ -78,7 +78,18 @@ class FakeEngine:
         if req.voice is not None and req.voice not in names:
             raise UnknownVoice(f"unknown voice {req.voice!r}")
         voice = self.voice_for(req.voice, req.lang)
-        return FakePrepared((req.text,), voice, voice.lang, req.speed, req.normalize, req)
+        return FakePrepared((req.text,), voice, voice.lang, req.speed, req.normalize, request=req)
+
+    def prepare_phonemes(self, phonemes: str, voice: str | None, speed: float = 1.0) -> Prepared:
+        """Phonemes are spoken like text here (the fake has no vocabulary)."""
+        return self.prepare(SynthesisRequest(phonemes, voice, None, speed))
+
+    def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]:
+        """Lowercased text as its "phonemes", one id per character."""
+        if not text.strip():
+            raise EmptyText("text is empty", param="text")
+        phonemes = " ".join(text.lower().split())
+        return phonemes, [ord(c) % 178 for c in phonemes]
 
     async def synthesize(
         self, prep: Prepared | SynthesisRequest, **_: object

@@ -102,6 +102,22 @@ def check_value(element: str, value: Any) -> str | None:
     return None
 
 
+def check_item(element: str | dict[str, str], item: Any) -> str | None:
+    """One list item: a scalar element, or an object whose keys each have one."""
+    if not isinstance(element, dict):
+        return check_value(element, item)
+    if not isinstance(item, dict):
+        return "not an object"
+    for key, sub in element.items():
+        if key not in item:
+            if not sub.endswith("?"):
+                return f"misses {key!r}"
+        elif why := check_value(sub, item[key]):
+            return f"{key}: {why}"
+    stray = set(item) - set(element)
+    return f"unknown keys {sorted(stray)}" if stray else None
+
+
 def check_options(schema: dict[str, Any], options: dict[str, Any]) -> list[str]:
     problems = []
     for key, value in options.items():
@@ -114,7 +130,7 @@ def check_options(schema: dict[str, Any], options: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: schema is a list, value is not")
             continue
         for item in items:
-            why = check_value(element[0] if isinstance(element, list) else element, item)
+            why = check_item(element[0] if isinstance(element, list) else element, item)
             if why:
                 problems.append(f"{key}: {item!r} {why}")
     return problems
@@ -150,15 +166,18 @@ def test_ports_are_the_daemons_and_described(addon):
 def test_schema_types_are_valid(addon):
     for key, element in addon["schema"].items():
         elements = element if isinstance(element, list) else [element]
-        assert len(elements) == 1 and isinstance(elements[0], str), key
-        assert RE_SCHEMA_ELEMENT.match(elements[0]), f"{key}: {elements[0]!r}"
+        assert len(elements) == 1, key
+        nested = elements[0] if isinstance(elements[0], dict) else {key: elements[0]}
+        for name, sub in nested.items():  # a list of objects: one level of nesting
+            assert isinstance(sub, str) and RE_SCHEMA_ELEMENT.match(sub), f"{key}.{name}: {sub!r}"
 
 
 def test_defaults_satisfy_schema_and_optional_means_no_default(addon):
     schema, options = addon["schema"], addon["options"]
     assert check_options(schema, options) == []
     for key, element in schema.items():
-        optional = (element[0] if isinstance(element, list) else element).endswith("?")
+        first = element[0] if isinstance(element, list) else element
+        optional = isinstance(first, str) and first.endswith("?")
         assert (key in options) != optional, f"{key}: required needs a default, optional none"
 
 
@@ -238,8 +257,8 @@ if value is None:
     out = "null"
 elif isinstance(value, bool):
     out = "true" if value else "false"
-elif isinstance(value, list):
-    out = "\n".join(str(v) for v in value)
+elif isinstance(value, list):  # objects as JSON, one after the other, as bashio's jq does
+    out = "\n".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
 else:
     out = str(value)
 sys.stdout.write(out)
@@ -284,6 +303,7 @@ def _fake_env(tmp_path: Path, options: dict[str, Any]) -> dict[str, str]:
         OPTIONS=str(tmp_path / "options.json"),
         CAPTURE=str(tmp_path / "capture.json"),
         DISCOVERY_LOG=str(tmp_path / "discovery.log"),
+        LEXICON_FILE=str(tmp_path / "lexicon.yaml"),
     )
     return env
 
@@ -312,6 +332,7 @@ def test_run_sh_with_default_options_starts_the_daemon_configured(addon, tmp_pat
     assert (cfg.wyoming.port, cfg.http.port) == (10210, 8880)
     assert cfg.http.api_key is None
     assert cfg.log_level == "INFO"
+    assert cfg.engine.lexicon is None  # an empty list: no file, no lexicon
 
 
 def test_run_sh_with_every_option_changed(addon, tmp_path):
@@ -324,10 +345,17 @@ def test_run_sh_with_every_option_changed(addon, tmp_path):
         "zeroconf": True,
         "api_key": "s3cret with spaces",
         "log_level": "debug",
+        "lexicon": [
+            {"word": "HVAC", "phonemes": "ˈAʧvæk"},
+            {"word": "Hyundai", "phonemes": "hjˈʌndA"},
+            {"word": "Renault", "phonemes": "ʁəno", "language": "fr-FR"},
+        ],
     }
     assert set(options) == set(addon["schema"]), "update this test with the schema"
     assert check_options(addon["schema"], options) == []
     _, env = run_addon(tmp_path, options)
+    lexicon = yaml.safe_load(Path(env["FASTKOKORO_ENGINE_LEXICON"]).read_text(encoding="utf-8"))
+    assert lexicon == {"a": {"HVAC": "ˈAʧvæk", "Hyundai": "hjˈʌndA"}, "fr-FR": {"Renault": "ʁəno"}}
     cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("FASTKOKORO_")})
     assert cfg.engine.default_voice == "af_bella(2)+af_sky(1)"
     assert cfg.engine.languages == ("a", "z", "f")

@@ -550,7 +550,13 @@ async def test_openapi_says_which_routes_need_the_key() -> None:
                 async with session.request(method, url, json=body) as r:
                     needs_key = r.status == 401
                 assert op["security"] == ([{"bearer": []}] if needs_key else []), (path, r.status)
-                protected = ("/v1/audio/speech", "/dev/captioned_speech", "/metrics")
+                protected = (
+                    "/v1/audio/speech",
+                    "/dev/captioned_speech",
+                    "/dev/phonemize",
+                    "/dev/generate_from_phonemes",
+                    "/metrics",
+                )
                 assert needs_key == (path in protected), path
 
 

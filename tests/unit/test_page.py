@@ -13,12 +13,13 @@ TYPES = {
     "/static/index.html": "text/html",
     "/static/app.js": "text/javascript",
     "/static/player.js": "text/javascript",
+    "/static/phonemes.js": "text/javascript",
     "/static/style.css": "text/css",
 }
 
 
 def test_the_package_carries_the_page():
-    assert {"index.html", "app.js", "player.js", "style.css"} <= set(load_static())
+    assert {"index.html", "app.js", "player.js", "phonemes.js", "style.css"} <= set(load_static())
 
 
 async def test_files_have_their_types_and_revalidate():

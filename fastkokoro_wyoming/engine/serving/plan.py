@@ -8,6 +8,7 @@ thread (G2P is slow), into pauses and model-sized :class:`Segment` s.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Generator
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 JOIN_SILENCE_LEVEL = 1e-3  # -60 dBFS
 JOIN_LEAD = SAMPLE_RATE * 50 // 1000
 JOIN_TAIL = SAMPLE_RATE * 100 // 1000
+_PHONEME_SENTENCES = re.compile(r"(?<=[.!?…])\s+")  # phonemes have no capitals to look for
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Prepared:
     lang: str
     speed: float
     normalize: bool
+    phonemes: bool = False  # the pieces are phonemes already (POST /dev/generate_from_phonemes)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,16 @@ class SegmentPlanner:
                 yield np.zeros(int(round(piece.seconds * SAMPLE_RATE)), dtype=np.float32)
                 continue
             phonemes = (
-                self._labelled(s, prep, labels)
+                self.vocab.keep(s)
+                if prep.phonemes
+                else self._labelled(s, prep, labels)
                 if labels is not None
                 else self.vocab.keep(self.g2p.phonemize(s, prep.lang, normalize=prep.normalize))
-                for s in split_sentences(piece, prep.lang)
+                for s in (
+                    _PHONEME_SENTENCES.split(piece)
+                    if prep.phonemes
+                    else split_sentences(piece, prep.lang)
+                )
             )
             joined = False
             for ps in segment(

@@ -2,8 +2,11 @@
 
 Pure functions only. :func:`split_pauses` cuts ``[pause:1.5s]`` tokens out (strict
 form only: ``[pause=1]`` stays text). :func:`clean` removes what is never speech
-(control bytes, emoji, markdown syntax). :func:`normalize_english` rewrites what
-misaki would otherwise spell out symbol by symbol (URLs, times, units).
+(control bytes, emoji, markdown syntax) and folds typography (:mod:`.typography`):
+it is the one cleanup path every language and both front ends take, before any G2P.
+Inline pronunciations (``[word](/phonemes/)``, :mod:`.inline`) pass it untouched.
+:func:`normalize_english` rewrites what misaki would otherwise spell out symbol by
+symbol (URLs, times, units, ranges).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import unicodedata
 from dataclasses import dataclass
 
 from num2words import num2words
+
+from . import inline
+from .typography import fold_typography
 
 _PAUSE = re.compile(r"\[pause:(\d{1,3}(?:\.\d{1,3})?)s\]")
 MAX_PAUSE_S = 60.0
@@ -53,12 +59,18 @@ _MD_UNDERSCORE = re.compile(r"(?<![\w])_(?=\S)(.+?)(?<=\S)_(?![\w])")
 _MD_CODE = re.compile(r"`([^`]*)`")
 _MD_TABLE_SEP = re.compile(r"^\s*\|?(\s*:?-{3,}:?\s*\|)+\s*:?-*:?\s*$", re.M)
 _HTML_TAG = re.compile(r"</?[A-Za-z][^>]{0,200}>")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b]+")
+_MD_TASK = re.compile(r"^\s*\[[ xX]\]\s+", re.M)  # - [x] done (after the bullet went)
+_SPACES = re.compile(r"[ \t]+")  # other spaces: typography folded them
+# A line that ends without punctuation (a list item, a heading) before the next line:
+# a comma, so "Eggs\nMilk" is two items, not "eggs milk"; before a blank line, a full stop.
+_BARE_LINE_END = re.compile(r"(?<=[^\s.,;:!?…—\-(\[{\"'])[ ]*(\n[ \n]*)")
 
 
 def clean(text: str) -> str:
-    """Drop what is never speech: control bytes, emoji, markdown and HTML syntax."""
+    """Drop what is never speech (control bytes, emoji, markdown and HTML syntax) and fold
+    typography; inline pronunciations are kept as written."""
     text = unicodedata.normalize("NFC", text).replace("℃", "°C").replace("℉", "°F")
+    text, spans = inline.protect(text)
     text = _MD_FENCE.sub(" ", text)
     text = _MD_TABLE_SEP.sub(" ", text)
     text = _MD_IMAGE.sub(r"\1", text)
@@ -67,12 +79,14 @@ def clean(text: str) -> str:
     text = _MD_HEADING.sub("", text)
     text = _MD_QUOTE.sub("", text)
     text = _MD_BULLET.sub("", text)
+    text = _MD_TASK.sub("", text)
     text = _MD_CODE.sub(r"\1", text)
     for _ in range(2):  # nested **_x_**
         text = _MD_EMPH.sub(r"\2", text)
         text = _MD_UNDERSCORE.sub(r"\1", text)
     text = _HTML_TAG.sub(" ", text)
     text = text.replace("|", ", ")
+    text = inline.restore(fold_typography(text), spans)
     chars = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -82,8 +96,8 @@ def clean(text: str) -> str:
             chars.append(" ")  # control bytes, emoji, pictographs: never spoken
         else:
             chars.append(ch)
-    text = "".join(chars)
-    return _SPACES.sub(" ", text).strip()
+    text = _SPACES.sub(" ", "".join(chars)).strip()
+    return _BARE_LINE_END.sub(lambda m: ("." if m[1].count("\n") > 1 else ",") + m[1], text)
 
 
 def has_speech(text: str) -> bool:
@@ -143,7 +157,7 @@ _UNITS = {
     "°": "degrees",
 }
 _UNIT_RE = re.compile(
-    r"(?<![\w.])(\d+(?:[.,]\d+)?)\s?("
+    r"(?<![\w.'])(\d+(?:[.,]\d+)?)\s?("
     + "|".join(sorted((re.escape(u) for u in _UNITS), key=len, reverse=True))
     + r")(?![\w/])",
     re.I,
@@ -169,10 +183,19 @@ _ABBREV = {
 }
 _ABBREV_RE = re.compile(r"(?<!\w)(" + "|".join(re.escape(a) for a in _ABBREV) + r")(?=\s|$|[,;:])")
 _MULT = re.compile(r"(?<=\d)\s*[*×]\s*(?=\d)")
+_GROUPING = re.compile(r"(?<=\d)\u202f(?=\d{3})")  # 1 250 (typography kept the space)
+# 5-10 minutes, 3-2 (a score): "to". Not dates, phone numbers or 4-digit ranges (years).
+_RANGE = re.compile(r"(?<![\d.,:/-])(\d{1,3})-(\d{1,3})(?![\d:/-]|[.,]\d)")
+_MINUS = re.compile(r"(?<![\w.,-])-(?=\d)")  # -3 °C: misaki dropped "-3" before "degrees"
+_FEET = re.compile(r"(?<![\d.])(\d)'(\d{1,2})\"")  # 5'10"
 
 
 def normalize_english(text: str) -> str:
     """Rewrite URLs, e-mail addresses, clock times, units and abbreviations as words."""
+    text = _GROUPING.sub(",", text)
+    text = _FEET.sub(lambda m: f"{m[1]} feet {m[2]} inches", text)
+    text = _RANGE.sub(r"\1 to \2", text)
+    text = _MINUS.sub("minus ", text)
     text = _URL.sub(lambda m: _read_url(m.group(0)), text)
     text = _EMAIL.sub(lambda m: f"{m[1].replace('.', ' dot ')} at {_dotted(m[2])}", text)
     text = _TIME.sub(_read_time, text)

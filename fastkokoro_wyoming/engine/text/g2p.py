@@ -9,6 +9,11 @@ frontend (extra ``zh``), Japanese ``misaki-ja-lightning`` (extra ``ja``); Latin-
 words inside either are read by espeak-ng's English. Before G2P each language's
 reading rules run (:mod:`.normalize`, :func:`.text.normalize_english`).
 
+The user's words come first: the lexicon (:mod:`.lexicon`) writes its entries as inline
+pronunciations, before the reading rules (so an entry wins over them), and those spans
+(:mod:`.inline`) are never rewritten: misaki reads them itself; for the other languages
+:func:`_with_inline` says their phonemes as written between the G2P's own.
+
 Nothing is imported until a language is first used (``engine.languages`` are warmed
 at startup), so a one-language install loads only that language's packages. A
 language whose optional packages are missing raises LanguageUnavailable naming the
@@ -27,8 +32,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..errors import LanguageUnavailable
+from . import inline
 from .cleanup import normalize_english
 from .languages import Language, LanguageTable
+from .lexicon import Lexicon
 from .reading import japanese_numbers, normalize
 
 _LOGGER = logging.getLogger(__name__)
@@ -57,14 +64,16 @@ _WARM_TEXT = {
 _LATIN = "A-Za-zÀ-ÖØ-öø-ÿ"
 _LATIN_WORD = rf"[{_LATIN}][{_LATIN}'’-]*"
 _LATIN_RUN = re.compile(rf"{_LATIN_WORD}(?:\s+{_LATIN_WORD})*")
+_WHITESPACE = re.compile(r"[^\S\u202f]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:…])")
 
 
 class G2P:
     """One phonemizer per language, built on first use; each guarded by its own lock."""
 
-    def __init__(self, languages: LanguageTable) -> None:
+    def __init__(self, languages: LanguageTable, lexicon: Lexicon | None = None) -> None:
         self._languages = languages
+        self.lexicon = lexicon  # engine.lexicon: reloaded when its file changes
         self._loaded: dict[str, Phonemizer] = {}
         self._locks: dict[str, threading.Lock] = {
             lg.code: threading.Lock() for lg in languages.languages
@@ -87,12 +96,7 @@ class G2P:
 
         Raises UnknownLanguage, or LanguageUnavailable naming the extra to install.
         """
-        code = self._languages.resolve(code).code
-        fn = self._get(code)
-        if normalize:
-            text = _normalize(text, code)
-        with self._locks[code]:  # misaki/spaCy/espeak objects are not documented thread-safe
-            return fn(text)
+        return self.phonemize_tokens(text, code, normalize=normalize)[1]
 
     def phonemize_tokens(
         self, text: str, code: str, *, normalize: bool = True
@@ -102,14 +106,27 @@ class G2P:
         phonemes, whitespace)`` where the G2P keeps them (misaki's English), else None."""
         code = self._languages.resolve(code).code
         fn = self._get(code)
-        if normalize:
-            text = _normalize(text, code)
+        text = self.read(text, code, normalize=normalize)
         tokenize = getattr(fn, "tokens", None)
-        with self._locks[code]:
-            if tokenize is None:
-                return text, fn(text), None
-            phonemes, tokens = tokenize(text)
-            return text, phonemes, tokens
+        with self._locks[code]:  # misaki/spaCy/espeak objects are not documented thread-safe
+            if tokenize is not None:  # misaki reads inline spans itself
+                phonemes, tokens = tokenize(text)
+                return text, phonemes, tokens
+            if inline.has_inline(text):
+                return text, _with_inline(fn, text), None
+            return text, fn(text), None
+
+    def read(self, text: str, code: str, *, normalize: bool = True) -> str:
+        """What the G2P is given for ``text``: lexicon entries as inline spans, then the
+        reading rules on the text between spans (``code``: a resolved Kokoro code).
+        Line breaks become spaces: misaki glued "a:\nb" into one word and misread it (a
+        narrow no-break space stays: typography keeps it between digit groups, "1 250")."""
+        text = _WHITESPACE.sub(" ", text).strip()
+        if self.lexicon is not None:
+            text = self.lexicon.apply(text, code)
+        if normalize:
+            text = inline.map_text(text, lambda run: _normalize(run, code))
+        return text
 
     def _get(self, code: str) -> Phonemizer:
         fn = self._loaded.get(code)
@@ -155,6 +172,14 @@ def _unavailable(lang: Language, missing: str) -> LanguageUnavailable:
         f"{lang.name} ({lang.locale}) needs packages that are not installed "
         f"(missing {missing}); {hint}"
     )
+
+
+def _with_inline(native: Phonemizer, text: str) -> str:
+    """The token path: text runs through ``native``, each span's phonemes as written."""
+    out = []
+    for run in inline.split_runs(text):
+        out.append(run.phonemes if isinstance(run, inline.Inline) else native(run))
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(p.strip() for p in out if p.strip()))
 
 
 def _espeak(code: str) -> Phonemizer:

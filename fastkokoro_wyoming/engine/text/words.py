@@ -16,6 +16,9 @@ Three maps are chained, each kept as simple as the G2P allows:
    non-space phoneme characters of a piece's segments are those of its sentences, in
    order: a label per non-space character carries the word across the cut.
 
+An inline pronunciation ``[word](/phonemes/)`` is its word throughout: misaki's token
+for it has the word as its text.
+
 Punctuation and spaces are labelled no word: their durations are pauses, not speech.
 """
 
@@ -26,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+
+from .inline import plain
 
 _WORD = re.compile(r"\S+")
 PUNCTUATION = frozenset(";:,.!?—…\"()“”«»¿¡[]{}-–'’‘")
@@ -135,7 +140,9 @@ def word_spans(normalized: str, phonemes: str) -> list[tuple[int, int, int]] | N
 def label_sentence(
     source: str, normalized: str, phonemes: str, tokens: Sequence[Token] | None
 ) -> SentenceWords:
-    """Per phoneme character of ``phonemes``, the entry of ``source`` it says."""
+    """Per phoneme character of ``phonemes``, the entry of ``source`` it says. Inline
+    pronunciations (the user's or the lexicon's) count as the word they spell."""
+    source, normalized = plain(source), plain(normalized)
     entries = source_entries(source, normalized)
     spans = token_spans(normalized, tokens) if tokens is not None else None
     if spans is None:
