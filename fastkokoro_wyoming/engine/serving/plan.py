@@ -30,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 JOIN_SILENCE_LEVEL = 1e-3  # -60 dBFS
 JOIN_LEAD = SAMPLE_RATE * 50 // 1000
 JOIN_TAIL = SAMPLE_RATE * 100 // 1000
+_CLINGS = frozenset(",.;:!?…")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,10 @@ class SegmentPlanner:
                 out.append(kept)
             else:
                 out.append(self._phonemes(part, lang, prep, labels))
-        return " ".join(p for p in out if p)
+        joined = ""
+        for p in out:  # "word ," -> "word,": punctuation sticks to what it follows
+            joined += p if not joined or p[:1] in _CLINGS else f" {p}"
+        return joined.strip()
 
     def _labelled(self, sentence: str, lang: str, prep: Prepared, labels: WordLabels) -> str:
         """One sentence's kept phonemes, its words queued on ``labels``. The phonemes are

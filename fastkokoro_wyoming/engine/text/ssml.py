@@ -185,11 +185,12 @@ class _Builder:
         self.parts, self.context = [], None
 
     def pause(self, seconds: float) -> None:
+        if seconds <= 0:  # strength "none": no break, the words run on
+            return
         self.flush()
         if self.out and isinstance(self.out[-1], Pause):
             seconds += self.out.pop().seconds  # type: ignore[union-attr]
-        if seconds > 0:
-            self.out.append(Pause(min(seconds, MAX_PAUSE_S)))
+        self.out.append(Pause(min(seconds, MAX_PAUSE_S)))
 
     def walk(self, node: _Node, ctx: _Context) -> None:
         tag, at = node.tag, node.at
