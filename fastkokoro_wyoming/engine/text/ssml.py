@@ -143,8 +143,7 @@ def _tree(document: str) -> _Node:
         line, col = err.lineno, err.offset + 1
         col = col - len("<speak>") if wrapped and line == 1 else col
         raise _error(expat.ErrorString(err.code), (line, max(col, 1))) from None
-    speak = root.children[0]
-    assert isinstance(speak, _Node)
+    speak = next(c for c in root.children if isinstance(c, _Node))  # expat found one
     if speak.tag != "speak":
         raise _error(f"the root element must be <speak>, not <{speak.tag}>", speak.at)
     return speak
