@@ -29,6 +29,7 @@ from .errors import (
 from .model.runtime import KokoroSession
 from .model.voices import Voice, VoiceStore
 from .serving.admission import Admission
+from .serving.passages import Passage, compatible, ssml_pieces
 from .serving.pcm import default_kernels
 from .serving.plan import Prepared, Segment, SegmentPlanner
 from .serving.renders import (
@@ -50,6 +51,7 @@ from .text.cleanup import Pause, clean, has_speech, split_pauses
 from .text.g2p import G2P
 from .text.languages import LanguageTable
 from .text.sentences import split_sentences
+from .text.ssml import parse_ssml
 from .text.vocab import Vocab
 from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 
@@ -175,15 +177,26 @@ class Engine:
         voice = self.voice_for(req.voice, lang.code if lang else None)
         if lang is None:
             lang = self.languages.resolve(voice.lang)
-        elif not self.cfg.allow_cross_language and not _compatible(lang.code, voice.lang):
+        elif not self.cfg.allow_cross_language and not compatible(lang.code, voice.lang):
             raise LanguageMismatch(
                 f"voice {voice.name!r} speaks {self.languages.resolve(voice.lang).locale}, "
                 f"not {lang.locale}; pick a {lang.locale} voice (e.g. "
                 f"{self.voice_store.default_for(lang.code)}) or set "
                 "engine.allow_cross_language"
             )
-        pieces = tuple(p if isinstance(p, Pause) else clean(p) for p in split_pauses(req.text))
-        pieces = tuple(p for p in pieces if isinstance(p, Pause) or has_speech(p))
+        pieces: tuple[str | Pause | Passage, ...]
+        if req.ssml:  # one parser for both front ends; errors name line and column
+            spans = parse_ssml(req.text, lang=lang.code, languages=self.languages, vocab=self.vocab)
+            pieces = ssml_pieces(
+                spans,
+                voice=voice,
+                speed=float(req.speed),
+                resolve=self.voice_store.resolve,
+                default_for=lambda code: self.voice_store.default_for(code, self.cfg.default_voice),
+            )
+        else:
+            cleaned = (p if isinstance(p, Pause) else clean(p) for p in split_pauses(req.text))
+            pieces = tuple(p for p in cleaned if isinstance(p, Pause) or has_speech(p))
         if not pieces:
             raise EmptyText(
                 "input has no speakable text (only symbols, emoji or control characters)"
@@ -303,16 +316,18 @@ class Engine:
     ) -> Render:
         """Queue ``seg``'s work: windowed when the model was split and the voice's norm
         priors are ready, else one whole call."""
-        priors = self.windowed.priors_for(prep.voice) if self.windowed is not None else None
+        voice = seg.voice or prep.voice  # an SSML <lang>/<voice>/<prosody> segment's own
+        speed = seg.speed if seg.speed is not None else prep.speed
+        priors = self.windowed.priors_for(voice) if self.windowed is not None else None
         if priors is not None and self.windowed is not None:
             decoder = self.windowed.decoder
-            style = prep.voice.style_for(len(seg.ids))
+            style = voice.style_for(len(seg.ids))
             stats = priors.for_ids(len(seg.ids))
 
             def submit_plan() -> Job:
                 return submit_call(
                     self.scheduler,
-                    lambda options: decoder.plan(seg.ids, style, prep.speed, stats, options),
+                    lambda options: decoder.plan(seg.ids, style, speed, stats, options),
                     decoder.run_options(),
                     len(seg.ids),
                     due(0.0),
@@ -325,13 +340,13 @@ class Engine:
                 decoder,
                 self.scheduler,
                 submit_plan,
-                prep.speed,
+                speed,
                 self.cfg.decoder.window_lookahead,
                 trace,
             )
         return WholeRender(
             self._submit_whole(seg, prep, due(0.0), trace, admit),
-            estimate_seconds(seg, prep.speed),
+            estimate_seconds(seg, speed),
             seg,
         )
 
@@ -343,12 +358,13 @@ class Engine:
         trace: RequestTrace,
         admit: bool,
     ) -> Job:
-        style = prep.voice.style_for(len(seg.ids))
+        style = (seg.voice or prep.voice).style_for(len(seg.ids))
+        speed = seg.speed if seg.speed is not None else prep.speed
 
         def work(options: object) -> np.ndarray | WholeAudio:
             if seg.words:
-                return self._whole_timed(seg, style, prep.speed, options)
-            return seg.trim_join(self.session.run(seg.ids, style, prep.speed, options))
+                return self._whole_timed(seg, style, speed, options)
+            return seg.trim_join(self.session.run(seg.ids, style, speed, options))
 
         return submit_call(
             self.scheduler,
@@ -396,8 +412,3 @@ class Engine:
         """:meth:`phonemize` and the model's ids for those phonemes (``/dev/phonemize``)."""
         phonemes = self.phonemize(text, lang)
         return phonemes, self.vocab.encode(phonemes)
-
-
-def _compatible(requested: str, voice_lang: str) -> bool:
-    # American and British voices read either accent natively.
-    return requested == voice_lang or {requested, voice_lang} == {"a", "b"}

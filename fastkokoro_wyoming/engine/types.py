@@ -15,7 +15,8 @@ class SynthesisRequest:
     ``voice`` is a voice name or a blend (``af_bella(2)+af_sky(1)``,
     ``af_bella:0.7+af_sky:0.3``); ``None`` picks the default voice of ``lang``
     (or the configured default). ``lang`` is any alias the language table knows;
-    ``None`` takes the voice's own language.
+    ``None`` takes the voice's own language. ``ssml``: ``text`` is an SSML document
+    (engine/text/ssml.py), parsed and checked by the engine's one validation.
     """
 
     text: str
@@ -23,6 +24,7 @@ class SynthesisRequest:
     lang: str | None = None
     speed: float = 1.0
     normalize: bool = True
+    ssml: bool = False
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,12 @@ def _nullable(schema: dict) -> dict:
     return out
 
 
+_SSML = (
+    "Kokoro-FastAPI's flag: `input` is an SSML document (docs/ssml.md); malformed SSML "
+    'is a 400 naming line and column. `input_format: "ssml"` says the same.'
+)
+
+
 def _speech_request(default_format: str) -> dict:
     body = _speech_body(default_format)
     body["properties"] = {
@@ -105,6 +111,8 @@ def _speech_body(default_format: str) -> dict:
                 "type": "object",
                 "properties": {"normalize": {"type": ["boolean", "null"], "default": True}},
             },
+            "ssml": {"type": "boolean", "default": False, "description": _SSML},
+            "input_format": {"type": "string", "enum": ["text", "ssml"], "default": "text"},
             "timestamps": {
                 "type": "boolean",
                 "default": False,

@@ -110,6 +110,21 @@ def _speed(body: Mapping[str, Any]) -> float:
         return math.inf if speed > 0 else -math.inf
 
 
+INPUT_FORMATS: tuple[str, ...] = ("text", "ssml")
+
+
+def _is_ssml(body: Mapping[str, Any]) -> bool:
+    """Whether ``input`` is an SSML document: Kokoro-FastAPI's ``"ssml": true``, or
+    ``"input_format": "ssml"``; both given must agree."""
+    flag = _typed(body, "ssml", bool, "true or false")
+    fmt = _typed(body, "input_format", str, "a string")
+    if fmt is not None and fmt not in INPUT_FORMATS:
+        raise invalid("'input_format' must be 'text' or 'ssml'.", "input_format")
+    if flag is not None and fmt is not None and flag != (fmt == "ssml"):
+        raise invalid("'ssml' and 'input_format' disagree; send one of them.", "input_format")
+    return bool(flag) or fmt == "ssml"
+
+
 def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, str]) -> SpeechParams:
     """Validate the JSON shape and build the request; raises ApiError (param = the field)
     on the first problem. ``default_format`` is ``http.default_format``; ``voice_map``
@@ -151,6 +166,7 @@ def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, st
 
     request = SynthesisRequest(
         text=text,
+        ssml=_is_ssml(body),
         voice=_voice(body, voice_map),
         lang=lang or None,
         speed=speed,

@@ -41,6 +41,7 @@ from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
 from ..peers import READ_TIMEOUT, PeerLimits, peer_host
 from .framing import PcmFramer
 from .reader import FrameTimeout, ProtocolError, read_event
+from .ssml_stream import Splitter, is_ssml, stream_splitter
 
 if TYPE_CHECKING:
     from ..config import WyomingConfig
@@ -111,7 +112,8 @@ class _Stream(_Reply):
 
     voice: str | None = None
     error: EngineError | None = None  # from resolving the voice at synthesize-start
-    splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
+    splitter: Splitter = field(default_factory=SentenceSplitter)
+    ssml: bool = False  # text_format "ssml": each sentence is an SSML document
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -228,7 +230,8 @@ class WyomingHandler(AsyncEventHandler):
             else:
                 self._submit(partial(self._synthesize, Synthesize.from_event(event)))
         elif SynthesizeStart.is_type(event.type):
-            self._start_stream(SynthesizeStart.from_event(event).voice)
+            start = SynthesizeStart.from_event(event)
+            self._start_stream(start.voice, start.text_format)
         elif SynthesizeChunk.is_type(event.type):
             stream = self._stream
             if stream is None:
@@ -252,7 +255,7 @@ class WyomingHandler(AsyncEventHandler):
             voice.language if voice is not None and voice.language else None,
         )
 
-    def _start_stream(self, voice: SynthesizeVoice | None) -> None:
+    def _start_stream(self, voice: SynthesizeVoice | None, text_format: object = None) -> None:
         if self._stream is not None:
             _LOGGER.warning("synthesize-start inside a stream; ending the previous stream")
             self._end_stream()
@@ -264,7 +267,8 @@ class WyomingHandler(AsyncEventHandler):
             name, lang = resolved.name, resolved.lang
         except EngineError as err:
             error = err
-        self._stream = _Stream(voice=name, error=error, splitter=SentenceSplitter(lang))
+        splitter, ssml = stream_splitter(text_format, lang), is_ssml(text_format)
+        self._stream = _Stream(voice=name, error=error, splitter=splitter, ssml=ssml)
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -301,7 +305,8 @@ class WyomingHandler(AsyncEventHandler):
         try:
             voice = self._resolve_voice(request.voice).name
             _LOGGER.debug("synthesize: voice=%s, %d chars", voice, len(request.text))
-            await self._speak(reply, SynthesisRequest(text=request.text, voice=voice))
+            ssml = is_ssml(request.text_format)
+            await self._speak(reply, SynthesisRequest(text=request.text, voice=voice, ssml=ssml))
         except Exception as err:
             await self._report(reply, err)
         if not reply.failed and reply.frames == 0:
@@ -316,7 +321,8 @@ class WyomingHandler(AsyncEventHandler):
             if stream.error is not None:
                 raise stream.error
             _LOGGER.debug("stream sentence: voice=%s, %d chars", stream.voice, len(text))
-            await self._speak(stream, SynthesisRequest(text=text, voice=stream.voice))
+            request = SynthesisRequest(text=text, voice=stream.voice, ssml=stream.ssml)
+            await self._speak(stream, request)
         except EmptyText:
             _LOGGER.debug("Skipping a sentence with nothing to speak: %r", text)
         except Exception as err:

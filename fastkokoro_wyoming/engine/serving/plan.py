@@ -16,13 +16,15 @@ import numpy as np
 
 from ..model.voices import Voice
 from ..settings import SegmentationConfig
-from ..text.cleanup import Pause
+from ..text.cleanup import Pause, has_speech
 from ..text.g2p import G2P
 from ..text.segmentation import ends_sentence, segment
 from ..text.sentences import split_sentences
+from ..text.ssml import PhonemeWord
 from ..text.vocab import Vocab
 from ..text.words import SentenceWords, WordLabels, WordSpan, label_sentence
 from ..types import SAMPLE_RATE
+from .passages import Passage, passage_sentences
 from .pcm import default_kernels
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,13 +32,14 @@ JOIN_SILENCE_LEVEL = 1e-3  # -60 dBFS
 JOIN_LEAD = SAMPLE_RATE * 50 // 1000
 JOIN_TAIL = SAMPLE_RATE * 100 // 1000
 _PHONEME_SENTENCES = re.compile(r"(?<=[.!?…])\s+")  # phonemes have no capitals to look for
+_CLINGS = frozenset(",.;:!?…")
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A validated request: everything needed to start producing audio."""
 
-    pieces: tuple[str | Pause, ...]
+    pieces: tuple[str | Pause | Passage, ...]  # Passage: SSML (serving/passages.py)
     voice: Voice
     lang: str
     speed: float
@@ -53,6 +56,8 @@ class Segment:
     joins_prev: bool = False  # continues a sentence cut before it (comma or word)
     joins_next: bool = False  # ends at such a cut, not at a sentence end
     words: tuple[WordSpan, ...] = ()  # which ids say which word (when timestamps are asked)
+    voice: Voice | None = None  # SSML <lang>/<voice>: another voice than the request's
+    speed: float | None = None  # SSML <prosody rate>: another speed than the request's
 
     def trim_join(self, audio: np.ndarray) -> np.ndarray:
         """Kokoro pads every call with ~0.3 s of silence before and ~0.45 s after the
@@ -92,18 +97,21 @@ class SegmentPlanner:
             if isinstance(piece, Pause):
                 yield np.zeros(int(round(piece.seconds * SAMPLE_RATE)), dtype=np.float32)
                 continue
-            phonemes = (
-                self.vocab.keep(s)
-                if prep.phonemes
-                else self._labelled(s, prep, labels)
-                if labels is not None
-                else self.vocab.keep(self.g2p.phonemize(s, prep.lang, normalize=prep.normalize))
-                for s in (
-                    _PHONEME_SENTENCES.split(piece)
-                    if prep.phonemes
-                    else split_sentences(piece, prep.lang)
+            if isinstance(piece, Passage):
+                phonemes = (
+                    self._passage_sentence(s, piece.lang, prep, labels)
+                    for s in passage_sentences(piece)
                 )
-            )
+                voice, speed = piece.voice, piece.speed
+            elif prep.phonemes:  # /dev/generate_from_phonemes: spoken as given
+                phonemes = (self.vocab.keep(s) for s in _PHONEME_SENTENCES.split(piece))
+                voice = speed = None
+            else:
+                phonemes = (
+                    self._phonemes(s, prep.lang, prep, labels)
+                    for s in split_sentences(piece, prep.lang)
+                )
+                voice = speed = None
             joined = False
             for ps in segment(
                 phonemes,
@@ -116,14 +124,42 @@ class SegmentPlanner:
                 spans = labels.spans(ps) if labels is not None else ()
                 if ids:
                     cut = not ends_sentence(ps)
-                    yield Segment(ids, ps, joins_prev=joined, joins_next=cut, words=spans)
+                    yield Segment(ids, ps, joined, cut, spans, voice, speed)
                     joined = cut
 
-    def _labelled(self, sentence: str, prep: Prepared, labels: WordLabels) -> str:
+    def _phonemes(self, sentence: str, lang: str, prep: Prepared, labels: WordLabels | None) -> str:
+        if labels is not None:
+            return self._labelled(sentence, lang, prep, labels)
+        return self.vocab.keep(self.g2p.phonemize(sentence, lang, normalize=prep.normalize))
+
+    def _passage_sentence(
+        self, parts: list[str | PhonemeWord], lang: str, prep: Prepared, labels: WordLabels | None
+    ) -> str:
+        """An SSML sentence: its text parts through G2P, its phoneme words as given."""
+        out = []
+        for part in parts:
+            if isinstance(part, PhonemeWord):
+                if labels is not None:
+                    marks = tuple(-1 if c.isspace() else 0 for c in part.phonemes)
+                    labels.add(SentenceWords((part.written,), marks), part.phonemes)
+                out.append(part.phonemes)
+            elif not has_speech(part):  # punctuation around a phoneme word
+                kept = self.vocab.keep(part)
+                if labels is not None:
+                    labels.add(SentenceWords((), (-1,) * len(kept)), kept)
+                out.append(kept)
+            else:
+                out.append(self._phonemes(part, lang, prep, labels))
+        joined = ""
+        for p in out:  # "word ," -> "word,": punctuation sticks to what it follows
+            joined += p if not joined or p[:1] in _CLINGS else f" {p}"
+        return joined.strip()
+
+    def _labelled(self, sentence: str, lang: str, prep: Prepared, labels: WordLabels) -> str:
         """One sentence's kept phonemes, its words queued on ``labels``. The phonemes are
         those :meth:`G2P.phonemize` gives: asking for timestamps never changes the audio."""
         normalized, phonemes, tokens = self.g2p.phonemize_tokens(
-            sentence, prep.lang, normalize=prep.normalize
+            sentence, lang, normalize=prep.normalize
         )
         try:
             words = label_sentence(sentence, normalized, phonemes, tokens)
