@@ -11,13 +11,19 @@ import asyncio
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from fastkokoro_wyoming.engine.errors import Busy
+from fastkokoro_wyoming.engine.model.voices import Voice
 from fastkokoro_wyoming.engine.serving.admission import Admission, Urgency, promise_for
+from fastkokoro_wyoming.engine.serving.plan import Prepared
 from fastkokoro_wyoming.engine.serving.scheduler import Priority, Scheduler
-from fastkokoro_wyoming.engine.settings import LimitsConfig
+from fastkokoro_wyoming.engine.serving.stream import SpeechStream
+from fastkokoro_wyoming.engine.serving.trace import RequestTrace
+from fastkokoro_wyoming.engine.settings import EngineConfig, LimitsConfig
 
 LEAD = 10.0
 LIMITS = LimitsConfig(
@@ -280,3 +286,41 @@ def test_a_request_admitted_alone_but_joined_by_others_measures_nothing() -> Non
     alone = dataclasses.replace(a.check(0, interactive=False), alone=True)
     a.observe_first_audio(16.0, alone, joined=True)  # passed by later interactive ones
     assert a.first_audio_seconds == 0.4
+
+
+def deadlines_of(urgency: Urgency) -> tuple[SpeechStream, Callable[[float], Priority]]:
+    """A stream's deadline function (what it gives each job) without running it."""
+    prep = Prepared(("x",), Voice("af_test", "a", np.zeros((510, 256), np.float32)), "a", 1.0, True)
+    stream = SpeechStream(
+        prep,
+        iter(()),
+        lambda *a: None,
+        EngineConfig(),
+        0,
+        RequestTrace(None),
+        urgency,  # type: ignore[arg-type, return-value]
+    )
+    return stream, stream._due_for(None)
+
+
+def test_every_job_before_the_first_chunk_is_due_by_the_promise() -> None:
+    """A first window of held-back silence yields nothing: the jobs after it still carry
+    the first audio's deadline until a chunk is out; then they fall back to playback
+    time (bulk: no lead), and the deadline only ever moves later (the heap's rule)."""
+    stream, due = deadlines_of(Urgency(first_due=5.0 - LEAD))  # promised: start by +5 s
+    first, second = due(0.0), due(0.5)
+    assert first.deadline() == pytest.approx(stream.t0 + 5.0 - LEAD)
+    assert second.deadline() == pytest.approx(stream.t0 + 5.0 - LEAD + 0.5)
+    before = second.deadline()
+    stream._started()
+    assert second.deadline() == pytest.approx(stream.playback_start + 0.5)
+    assert second.deadline() > before
+    assert first.deadline() == pytest.approx(stream.t0 + 5.0 - LEAD)  # fixed
+
+
+def test_an_interactive_streams_jobs_keep_their_lead_before_and_after_the_first_chunk() -> None:
+    stream, due = deadlines_of(Urgency(-LEAD, LEAD, interactive=True))
+    window = due(1.0)
+    assert window.interactive and window.deadline() == pytest.approx(stream.t0 - LEAD + 1.0)
+    stream._started()
+    assert window.deadline() == pytest.approx(stream.playback_start - LEAD + 1.0)

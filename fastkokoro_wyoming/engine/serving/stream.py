@@ -152,14 +152,22 @@ class SpeechStream:
 
     def _started(self) -> None:
         """A chunk goes out; the first one starts the listener's clock."""
-        if not self.playing:
-            self.playing = True
+        if not self.playing:  # the start first: worker threads read both
             self.playback_start = time.monotonic()
+            self.playing = True
         self.trace.chunk()
 
-    def playback_start_of(self) -> float:
-        """When the listener started (a deadline's origin, read by worker threads)."""
-        return self.playback_start
+    def deadline_origin(self) -> float:
+        """What a job's place in the audio is counted from (read by worker threads): until
+        the first chunk is out, the moment the first audio is due (its arrival, or the
+        promise it was admitted on: every job until then is a first-audio job, as a
+        window of held-back silence yields nothing); then the listener's start, less the
+        lead. It only moves later, which the scheduler's heap relies on."""
+        urgency = self.urgency
+        first = self.t0 + urgency.first_due
+        if not self.playing:
+            return first
+        return max(first, self.playback_start - urgency.lead)
 
     def _finish_head(self, seconds: float) -> None:
         self.pending.popleft()
@@ -241,8 +249,7 @@ class _Deadline:
         if position <= 0:
             # the first audio is due by its arrival (or its promise), whatever happens later
             return Priority(stream.t0 + urgency.first_due, seq, None, urgency.interactive)
-        origin = stream.playback_start_of  # moves once, later: the heap's condition
-        return Priority(position - urgency.lead, seq, origin, urgency.interactive)
+        return Priority(position, seq, stream.deadline_origin, urgency.interactive)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
