@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import (
     EmptyText,
+    InvalidRequest,
     InvalidSpeed,
     LanguageMismatch,
     TextTooLong,
@@ -28,6 +29,8 @@ from .errors import (
 from .model.runtime import KokoroSession
 from .model.voices import Voice, VoiceStore
 from .serving.admission import Admission
+from .serving.loudness import LoudnessTable
+from .serving.meter import Leveller, db_to_gain
 from .serving.pcm import default_kernels
 from .serving.plan import Prepared, Segment, SegmentPlanner
 from .serving.renders import (
@@ -49,7 +52,7 @@ from .text.g2p import G2P
 from .text.languages import LanguageTable
 from .text.sentences import split_sentences
 from .text.vocab import Vocab
-from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .types import MAX_SPEED, MAX_VOLUME, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 
 if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
     from .model.residency import Residency
@@ -79,8 +82,10 @@ class Engine:
         traces: TraceSink | None = None,
         windowed: WindowedBackend | None = None,
         residency: Residency | None = None,
+        loudness: LoudnessTable | None = None,
     ) -> None:
         self.cfg = cfg
+        self.loudness = loudness  # engine.loudness_lufs: per-voice gains, or None (off)
         self.residency = residency  # idle unload (engine.idle_unload_s), or None
         self.windowed = windowed  # None: whole-segment decoding only
         self.voice_store = voices
@@ -155,14 +160,27 @@ class Engine:
     # --- requests -----------------------------------------------------------------------
 
     def prepare(self, req: SynthesisRequest) -> Prepared:
-        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop."""
-        if (
+        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop.
+
+        Speed: the request's when it gives one, else the preset's (a preset voice), else 1.
+        Level: the voice's loudness gain (engine.loudness_lufs) x the preset's volume x the
+        request's ``volume``, under one peak limiter."""
+        if req.speed is not None and (
             isinstance(req.speed, bool)
             or not isinstance(req.speed, int | float)
             or not (MIN_SPEED <= float(req.speed) <= MAX_SPEED)
         ):
             raise InvalidSpeed(
                 f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}, got {req.speed!r}"
+            )
+        if (
+            isinstance(req.volume, bool)
+            or not isinstance(req.volume, int | float)
+            or not 0 <= float(req.volume) <= MAX_VOLUME
+        ):
+            raise InvalidRequest(
+                f"volume_multiplier must be a number from 0 to {MAX_VOLUME:g}, got {req.volume!r}",
+                param="volume_multiplier",
             )
         if not isinstance(req.text, str) or not req.text.strip():
             raise EmptyText("input text is empty")
@@ -186,7 +204,13 @@ class Engine:
             raise EmptyText(
                 "input has no speakable text (only symbols, emoji or control characters)"
             )
-        return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
+        speed = req.speed if req.speed is not None else (voice.speed or 1.0)
+        loud = self.loudness is not None and self.loudness.enabled
+        gain = self.loudness.gain_for(voice) if self.loudness is not None else 1.0
+        gain *= db_to_gain(voice.volume_db) * float(req.volume)
+        return Prepared(
+            pieces, voice, lang.code, float(speed), req.normalize, gain, loud or gain != 1.0
+        )
 
     @property
     def active_streams(self) -> int:
@@ -255,6 +279,7 @@ class Engine:
             trace,
             lead=self.admission.lead(interactive),
         )
+        level = Leveller(prep.gain, SAMPLE_RATE) if prep.level else None
         self._streams.add(stream)
         self._arrivals += 1
         arrival = self._arrivals
@@ -269,6 +294,8 @@ class Engine:
                         waited = stream.playback_start - stream.t0
                         joined = self._arrivals != arrival  # others came meanwhile
                         self.admission.observe_first_audio(waited, wait, joined=joined)
+                    if level is not None:
+                        chunk = TimedChunk(level.apply(chunk.audio), chunk.words)
                     yield chunk
         finally:
             self._streams.discard(stream)

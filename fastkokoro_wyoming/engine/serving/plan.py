@@ -39,6 +39,8 @@ class Prepared:
     lang: str
     speed: float
     normalize: bool
+    gain: float = 1.0  # loudness normalisation x preset volume x request volume
+    level: bool = False  # run the gain and peak limiter (engine/serving/meter.py)
 
 
 @dataclass(frozen=True)
