@@ -16,6 +16,8 @@ FASTKOKORO_ENGINE_RUNTIME_INTRA_OP_THREADS=$(bashio::config 'threads')
 FASTKOKORO_ENGINE_MODEL_SOURCE=$(bashio::config 'model_source')
 FASTKOKORO_WYOMING_ZEROCONF=$(bashio::config 'zeroconf')
 FASTKOKORO_LOG_LEVEL=$(bashio::config 'log_level' | tr '[:lower:]' '[:upper:]')
+# one compact JSON object per preset (bashio prints a list's items a line each) -> a list
+FASTKOKORO_ENGINE_VOICES_PRESETS=$(bashio::config 'presets' | paste -sd, - | sed 's/.*/[&]/')
 if bashio::config.has_value 'api_key'; then
     FASTKOKORO_HTTP_API_KEY=$(bashio::config 'api_key')
 fi

@@ -279,15 +279,28 @@ def _coerce(raw: Any, tp: Any, path: str, source: str) -> Any:
         if origin is dict:
             if isinstance(raw, str):
                 raw = json.loads(raw)
+            records = len(args) == 2 and dataclasses.is_dataclass(args[1])
+            if records and isinstance(raw, list):  # the add-on's form: [{name: ..., ...}]
+                raw = _named(raw, path, source)
             if not isinstance(raw, dict):
                 raise ValueError("expected a mapping")
-            if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            if records:
                 return {str(k): _record(v, args[1], f"{path}.{k}", source) for k, v in raw.items()}
             return dict(raw)
     except (ValueError, TypeError) as err:
         msg = str(err) if "expected" in str(err) else f"expected {getattr(tp, '__name__', tp)}"
         raise ConfigError(f"{where}: {msg}, got {raw!r}") from err
     raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _named(items: list[Any], path: str, source: str) -> dict[str, Any]:
+    """``[{"name": "a", ...}, ...]`` -> ``{"a": {...}}`` (a list of records, each named)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{path} (from {source}): each entry needs a 'name', got {item!r}")
+        out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+    return out
 
 
 def _record(raw: Any, cls: Any, path: str, source: str) -> Any:

@@ -114,7 +114,13 @@ def check_options(schema: dict[str, Any], options: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: schema is a list, value is not")
             continue
         for item in items:
-            why = check_value(element[0] if isinstance(element, list) else element, item)
+            inner = element[0] if isinstance(element, list) else element
+            if isinstance(inner, dict):  # a list of records: each field by its own element
+                problems += check_options(inner, item)
+                required = [k for k, e in inner.items() if not e.endswith("?")]
+                problems += [f"{key}.{k}: required" for k in required if k not in item]
+                continue
+            why = check_value(inner, item)
             if why:
                 problems.append(f"{key}: {item!r} {why}")
     return problems
@@ -150,15 +156,18 @@ def test_ports_are_the_daemons_and_described(addon):
 def test_schema_types_are_valid(addon):
     for key, element in addon["schema"].items():
         elements = element if isinstance(element, list) else [element]
-        assert len(elements) == 1 and isinstance(elements[0], str), key
-        assert RE_SCHEMA_ELEMENT.match(elements[0]), f"{key}: {elements[0]!r}"
+        assert len(elements) == 1 and isinstance(elements[0], str | dict), key
+        inner = elements[0] if isinstance(elements[0], dict) else {key: elements[0]}
+        for name, el in inner.items():
+            assert isinstance(el, str) and RE_SCHEMA_ELEMENT.match(el), f"{name}: {el!r}"
 
 
 def test_defaults_satisfy_schema_and_optional_means_no_default(addon):
     schema, options = addon["schema"], addon["options"]
     assert check_options(schema, options) == []
     for key, element in schema.items():
-        optional = (element[0] if isinstance(element, list) else element).endswith("?")
+        inner = element[0] if isinstance(element, list) else element
+        optional = isinstance(inner, str) and inner.endswith("?")
         assert (key in options) != optional, f"{key}: required needs a default, optional none"
 
 
@@ -238,8 +247,9 @@ if value is None:
     out = "null"
 elif isinstance(value, bool):
     out = "true" if value else "false"
-elif isinstance(value, list):
-    out = "\n".join(str(v) for v in value)
+elif isinstance(value, list):  # bashio: jq -c, one item a line (objects as compact JSON)
+    out = "\n".join(json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else str(v)
+                    for v in value)
 else:
     out = str(value)
 sys.stdout.write(out)
@@ -324,6 +334,10 @@ def test_run_sh_with_every_option_changed(addon, tmp_path):
         "zeroconf": True,
         "api_key": "s3cret with spaces",
         "log_level": "debug",
+        "presets": [
+            {"name": "grandma", "voice": "af_heart", "speed": 0.85, "volume": "+2dB"},
+            {"name": "duo", "voice": "af_heart:0.7,af_sky:0.3", "language": "en-GB"},
+        ],
     }
     assert set(options) == set(addon["schema"]), "update this test with the schema"
     assert check_options(addon["schema"], options) == []
@@ -337,6 +351,11 @@ def test_run_sh_with_every_option_changed(addon, tmp_path):
     assert cfg.wyoming.zeroconf is True
     assert cfg.http.api_key == "s3cret with spaces"
     assert cfg.log_level == "DEBUG"
+    presets = cfg.engine.voices.presets
+    assert (presets["grandma"].voice, presets["grandma"].speed) == ("af_heart", 0.85)
+    assert presets["grandma"].volume == "+2dB"
+    assert presets["duo"].voice == "af_heart:0.7,af_sky:0.3"
+    assert (presets["duo"].language, presets["duo"].speed) == ("en-GB", None)
 
 
 # --- s6 services and discovery ------------------------------------------------------------
