@@ -63,10 +63,8 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     gpu = is_gpu(settings.providers[0])
     cache_dir = Path(cfg.model.cache_dir).expanduser()
     weights = plan_weights(cfg.model.weights, files.model, gpu=gpu)
-    model = prepare_model(files.model, weights, cache_dir)
-    session = KokoroSession.open(model, settings)
     voices = VoiceStore.load(files.voices, languages)
-    voices.add_presets(
+    voices.add_presets(  # before the model loads: a typo stops startup at once
         check_presets(
             cfg.voices.presets,
             lambda spec: (voices.resolve(spec).name, voices.resolve(spec).lang),
@@ -75,6 +73,8 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
             cfg.allow_cross_language,
         )
     )
+    model = prepare_model(files.model, weights, cache_dir)
+    session = KokoroSession.open(model, settings)
     g2p = G2P(languages)
     scheduler = Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue)
     windowed = None
