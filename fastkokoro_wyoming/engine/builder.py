@@ -112,7 +112,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     if cfg.loudness_lufs is not None:
         engine.loudness = _loudness_table(cfg, engine, model, cache_dir)
         for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
-            engine.loudness.measure_now(voices.resolve(name))
+            engine.loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
     if cfg.warmup:
         if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
             profile = cProfile.Profile()

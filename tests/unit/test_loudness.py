@@ -71,9 +71,9 @@ def test_table_gains_measures_in_background_and_caches(tmp_path) -> None:
     cache = tmp_path / "loudness.json"
     table = LoudnessTable(-18.0, render, scheduler, 510, cache)
     try:
-        lufs = table.measure_now(heart)
+        lufs = table.measure_now(heart, fallback=True)
         assert table.gain_for(heart) == pytest.approx(10 ** ((-18 - lufs) / 20))
-        # an unmeasured voice: the average gain so far, never a wait ...
+        # an unmeasured voice: the default voice's gain, never a wait ...
         assert table.gain_for(sky) == pytest.approx(table.gain_for(heart))
         assert table.measured(sky) is None  # ... no loop here: measured when there is one
         again = LoudnessTable(-18.0, render, scheduler, 510, cache)

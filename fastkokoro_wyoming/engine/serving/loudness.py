@@ -9,8 +9,8 @@ Measurements are cached on disk by model and voice table, so they cost once per 
 At startup the default voice and the presets' voices are measured before the server is
 ready; any other voice the first time it is asked for, in the background: one short
 decode per scheduler job at idle priority (after every request's work), like the norm
-priors. Until then its requests get the average gain of the voices measured so far, so
-a request never waits for a measurement.
+priors. Until then its requests get the default voice's gain (fixed at startup, so two
+requests in a row sound alike), and a request never waits for a measurement.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class LoudnessTable:
         self._pending: set[str] = set()
         self._backlog: list[Voice] = []
         self._lock = threading.Lock()
+        self.fallback_db = 0.0  # gain of a voice not measured yet: the first measured one's
 
     @property
     def enabled(self) -> bool:
@@ -79,7 +80,7 @@ class LoudnessTable:
 
     def gain_for(self, voice: Voice) -> float:
         """Linear gain bringing ``voice`` to the target (1.0 when off). Never waits: an
-        unmeasured voice gets the average gain so far and is measured in the background."""
+        unmeasured voice gets :attr:`fallback_db` and is measured in the background."""
         if self.target is None:
             return 1.0
         key = _key(voice)
@@ -92,14 +93,19 @@ class LoudnessTable:
         if lufs is not None:
             return db_to_gain(self.target - lufs)
         self._measure_later(voice)
-        with self._lock:
-            known = [self.target - v for v in self._measured.values()]
-        return db_to_gain(sum(known) / len(known)) if known else 1.0
+        return db_to_gain(self.fallback_db)
 
     # --- measuring --------------------------------------------------------------------
 
-    def measure_now(self, voice: Voice) -> float:
-        """Measure ``voice`` now unless cached (blocking: startup)."""
+    def measure_now(self, voice: Voice, fallback: bool = False) -> float:
+        """Measure ``voice`` now unless cached (blocking: startup). ``fallback``: its gain
+        is also what unmeasured voices get (the default voice)."""
+        lufs = self._measure_now(voice)
+        if fallback and self.target is not None:
+            self.fallback_db = self.target - lufs
+        return lufs
+
+    def _measure_now(self, voice: Voice) -> float:
         key = _key(voice)
         with self._lock:
             cached = self._measured.get(key, self._disk.get(self._disk_key(voice)))
