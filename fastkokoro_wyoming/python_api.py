@@ -136,7 +136,12 @@ class FastKokoro:
             self._call(agen.aclose())
 
     def samples(
-        self, text: str, voice: str | None = None, *, speed: float | None = None, lang: str | None = None
+        self,
+        text: str,
+        voice: str | None = None,
+        *,
+        speed: float | None = None,
+        lang: str | None = None,
     ) -> np.ndarray:
         """The whole utterance as float32 samples at :attr:`sample_rate`."""
 
