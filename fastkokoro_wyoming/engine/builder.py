@@ -23,7 +23,7 @@ from .model.residency import Reloadable, Residency, trim_heap
 from .model.runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .model.voices import Voice, VoiceStore, parse_blend
 from .model.weights import file_digest, plan_weights, prepare_model
-from .serving.loudness import LoudnessTable
+from .serving.loudness import MEASURE_TEXTS, LoudnessTable
 from .serving.scheduler import Scheduler
 from .serving.trace import TraceSink
 from .settings import EngineConfig, ModelFiles
@@ -162,7 +162,14 @@ def _loudness_table(
         cache = windowed.decoder.graphs.directory / "loudness.json"
     else:
         cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
-    return LoudnessTable(cfg.loudness_lufs, render, engine.scheduler, engine.capacity, cache)
+    english = [engine.vocab.encode(engine.phonemize(t, "a")) for t in MEASURE_TEXTS]
+
+    def settled(voice: Voice) -> bool:  # windowed from now on, or never
+        return windowed is None or windowed.priors_for(voice) is not None
+
+    return LoudnessTable(
+        cfg.loudness_lufs, render, engine.scheduler, engine.capacity, cache, english, settled
+    )
 
 
 def _open_windowed(
