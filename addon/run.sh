@@ -30,6 +30,8 @@ FASTKOKORO_ENGINE_MODEL_SOURCE=$(bashio::config 'model_source')
 FASTKOKORO_WYOMING_ZEROCONF=$(bashio::config 'zeroconf')
 FASTKOKORO_LOG_LEVEL=$(bashio::config 'log_level' | tr '[:lower:]' '[:upper:]')
 FASTKOKORO_ENGINE_LEXICON=$(bashio::config 'lexicon' | lexicon_file "${FASTKOKORO_ENGINE_LANGUAGES%%,*}")
+# one compact JSON object per preset (bashio prints a list's items a line each) -> a list
+FASTKOKORO_ENGINE_VOICES_PRESETS=$(bashio::config 'presets' | paste -sd, - | sed 's/.*/[&]/')
 if bashio::config.has_value 'api_key'; then
     FASTKOKORO_HTTP_API_KEY=$(bashio::config 'api_key')
 fi

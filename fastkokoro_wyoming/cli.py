@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", help="speak text into a WAV file, no server", parents=[common])
     say.add_argument("text", nargs="?", help="text to speak (default: read stdin)")
     say.add_argument("-o", "--output", default="speech.wav", help="WAV file to write")
-    say.add_argument("--speed", type=float, default=1.0)
+    say.add_argument("--speed", type=float, default=None)
     say.add_argument("--lang", default=None, help="language (default: the voice's)")
     say.add_argument("--no-progress", action="store_true")
     add_config_flags(say)

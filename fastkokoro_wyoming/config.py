@@ -22,14 +22,17 @@ from typing import Any, Literal
 import yaml
 
 from .engine.errors import ConfigError
+from .engine.model.presets import validate_presets
 from .engine.settings import (
     DEFAULT_CACHE,
     DecoderConfig,
     EngineConfig,
     LimitsConfig,
     ModelConfig,
+    PresetConfig,
     RuntimeConfig,
     SegmentationConfig,
+    VoicesConfig,
     choices,
 )
 
@@ -41,8 +44,10 @@ __all__ = [
     "HttpConfig",
     "LimitsConfig",
     "ModelConfig",
+    "PresetConfig",
     "RuntimeConfig",
     "SegmentationConfig",
+    "VoicesConfig",
     "WyomingConfig",
     "load_config",
 ]
@@ -274,13 +279,49 @@ def _coerce(raw: Any, tp: Any, path: str, source: str) -> Any:
         if origin is dict:
             if isinstance(raw, str):
                 raw = json.loads(raw)
+            records = len(args) == 2 and dataclasses.is_dataclass(args[1])
+            if records and isinstance(raw, list):  # the add-on's form: [{name: ..., ...}]
+                raw = _named(raw, path, source)
             if not isinstance(raw, dict):
                 raise ValueError("expected a mapping")
+            if records:
+                return {str(k): _record(v, args[1], f"{path}.{k}", source) for k, v in raw.items()}
             return dict(raw)
     except (ValueError, TypeError) as err:
         msg = str(err) if "expected" in str(err) else f"expected {getattr(tp, '__name__', tp)}"
         raise ConfigError(f"{where}: {msg}, got {raw!r}") from err
     raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _named(items: list[Any], path: str, source: str) -> dict[str, Any]:
+    """``[{"name": "a", ...}, ...]`` -> ``{"a": {...}}`` (a list of records, each named)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{path} (from {source}): each entry needs a 'name', got {item!r}")
+        out[item["name"]] = {k: v for k, v in item.items() if k != "name"}
+    return out
+
+
+def _record(raw: Any, cls: Any, path: str, source: str) -> Any:
+    """One entry of a mapping of records (``engine.voices.presets.NAME``): a mapping of
+    the record's fields, each coerced to its annotation; unknown or missing keys named."""
+    if isinstance(raw, str):  # shorthand: just the voice (its first field)
+        raw = {dataclasses.fields(cls)[0].name: raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} (from {source}): expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            keys = ", ".join(sorted(known))
+            raise ConfigError(f"{path}.{key}: unknown key (from {source}); keys: {keys}")
+    for f in dataclasses.fields(cls):
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if no_default and raw.get(f.name) is None:
+            raise ConfigError(f"{path}.{f.name}: required (from {source})")
+    values = {k: _coerce(v, hints[k], f"{path}.{k}", source) for k, v in raw.items()}
+    return cls(**values)
 
 
 def _build(cls: type, tree: dict[str, Any], prefix: str) -> Any:
@@ -340,6 +381,9 @@ def validate(cfg: Config) -> None:
     _check(e.limits.bulk_realtime_share > 0, "engine.limits.bulk_realtime_share", "must be > 0")
     for key in ("interactive_max_wait_s", "bulk_max_wait_s", "interactive_lead_s"):
         _check(getattr(e.limits, key) >= 0, f"engine.limits.{key}", "must be >= 0")
+    if e.loudness_lufs is not None:
+        _check(-40 <= e.loudness_lufs <= -6, "engine.loudness_lufs", "must be -40 to -6 or null")
+    validate_presets(e.voices.presets, cfg.http.voice_map)
     for section in ("http", "wyoming"):
         part = getattr(cfg, section)
         timeouts = ("header_timeout_s", "body_timeout_s") if section == "http" else ()

@@ -79,7 +79,7 @@ class FastKokoro:
         text: str,
         voice: str | None = None,
         *,
-        speed: float = 1.0,
+        speed: float | None = None,
         lang: str | None = None,
         response_format: str = "wav",
         timestamps: bool = False,
@@ -113,7 +113,7 @@ class FastKokoro:
         text: str,
         voice: str | None = None,
         *,
-        speed: float = 1.0,
+        speed: float | None = None,
         lang: str | None = None,
         response_format: str = "pcm",
         timestamps: bool = False,
@@ -136,7 +136,12 @@ class FastKokoro:
             self._call(agen.aclose())
 
     def samples(
-        self, text: str, voice: str | None = None, *, speed: float = 1.0, lang: str | None = None
+        self,
+        text: str,
+        voice: str | None = None,
+        *,
+        speed: float | None = None,
+        lang: str | None = None,
     ) -> np.ndarray:
         """The whole utterance as float32 samples at :attr:`sample_rate`."""
 
@@ -152,7 +157,7 @@ class FastKokoro:
         text: str,
         voice: str | None = None,
         *,
-        speed: float = 1.0,
+        speed: float | None = None,
         lang: str | None = None,
         response_format: str = "pcm",
         timestamps: bool = False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cProfile
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,12 @@ import numpy as np
 
 from .engine import Engine
 from .errors import ConfigError, UnknownVoice
+from .model.presets import check_presets
 from .model.residency import Reloadable, Residency, trim_heap
 from .model.runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
-from .model.voices import VoiceStore, parse_blend
-from .model.weights import plan_weights, prepare_model
+from .model.voices import Voice, VoiceStore, parse_blend
+from .model.weights import file_digest, plan_weights, prepare_model
+from .serving.loudness import MEASURE_TEXTS, LoudnessTable
 from .serving.scheduler import Scheduler
 from .serving.trace import TraceSink
 from .settings import EngineConfig, ModelFiles
@@ -67,9 +70,18 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     gpu = is_gpu(settings.providers[0])
     cache_dir = Path(cfg.model.cache_dir).expanduser()
     weights = plan_weights(cfg.model.weights, files.model, gpu=gpu)
+    voices = VoiceStore.load(files.voices, languages)
+    voices.add_presets(  # before the model loads: a typo stops startup at once
+        check_presets(
+            cfg.voices.presets,
+            lambda spec: (voices.resolve(spec).name, voices.resolve(spec).lang),
+            voices.__contains__,
+            languages,
+            cfg.allow_cross_language,
+        )
+    )
     model = prepare_model(files.model, weights, cache_dir)
     session = KokoroSession.open(model, settings)
-    voices = VoiceStore.load(files.voices, languages)
     g2p = G2P(languages, lexicon)
     decoder = None
     if cfg.decoder.streaming and session.contract.kind == "classic":
@@ -104,9 +116,10 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         raise ConfigError(f"engine.default_voice: {err.message}") from err
     for code in cfg.languages:
         g2p.warm(languages.resolve(code).code)
-    if windowed is not None:
-        for name in dict.fromkeys((cfg.default_voice, *cfg.decoder.calibrate_voices)):
-            for part in parse_blend(name):
+    startup_voices = (cfg.default_voice, *cfg.decoder.calibrate_voices, *voices.presets)
+    if windowed is not None:  # the presets are the voices Home Assistant will use
+        for name in dict.fromkeys(startup_voices):
+            for part in parse_blend(voices.resolve(name).blend):
                 windowed.prepare_voice(part.name)
     if windowed is not None and windowed.priors_for(voices.resolve(cfg.default_voice)):
         # The split graphs carry the same weights: while the default voice is windowed, the
@@ -115,6 +128,10 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         session.lazy = True
         session.unload()
         trim_heap()
+    if cfg.loudness_lufs is not None:
+        engine.loudness = _loudness_table(cfg, engine, model, cache_dir)
+        for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
+            engine.loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
     if cfg.warmup:
         if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
             profile = cProfile.Profile()
@@ -134,6 +151,34 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         "windowed" if windowed is not None else "whole-segment",
     )
     return engine
+
+
+def _loudness_table(
+    cfg: EngineConfig, engine: Engine, model: Path, cache_dir: Path
+) -> LoudnessTable:
+    """engine.loudness_lufs: measurements decoded the way the voice's requests are (windowed
+    with its priors, else whole), cached per model file."""
+    windowed = engine.windowed
+
+    def render(voice: Voice, ids: list[int], style: np.ndarray) -> Callable[[], np.ndarray]:
+        priors = windowed.priors_for(voice) if windowed is not None else None
+        if windowed is not None and priors is not None:
+            decoder, stats = windowed.decoder, priors.for_ids(len(ids))
+            return lambda: decoder.decode_whole(decoder.plan(ids, style, 1.0, stats))
+        return lambda: engine.session.run(ids, style, 1.0)
+
+    if windowed is not None:
+        cache = windowed.decoder.graphs.directory / "loudness.json"
+    else:
+        cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
+    english = [engine.vocab.encode(engine.phonemize(t, "a")) for t in MEASURE_TEXTS]
+
+    def settled(voice: Voice) -> bool:  # windowed from now on, or never
+        return windowed is None or windowed.priors_for(voice) is not None
+
+    return LoudnessTable(
+        cfg.loudness_lufs, render, engine.scheduler, engine.capacity, cache, english, settled
+    )
 
 
 def _open_decoder(

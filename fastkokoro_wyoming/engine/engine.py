@@ -10,6 +10,7 @@ and model calls in the scheduler's threads: the event loop never blocks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import logging
@@ -21,6 +22,7 @@ import numpy as np
 from .errors import (
     EmptyText,
     InvalidPhonemes,
+    InvalidRequest,
     InvalidSpeed,
     LanguageMismatch,
     TextTooLong,
@@ -29,6 +31,8 @@ from .errors import (
 from .model.runtime import KokoroSession
 from .model.voices import Voice, VoiceStore
 from .serving.admission import Admission
+from .serving.loudness import LoudnessTable
+from .serving.meter import Leveller, db_to_gain
 from .serving.passages import Passage, compatible, ssml_pieces
 from .serving.pcm import default_kernels
 from .serving.plan import Prepared, Segment, SegmentPlanner
@@ -53,7 +57,7 @@ from .text.languages import LanguageTable
 from .text.sentences import split_sentences
 from .text.ssml import parse_ssml
 from .text.vocab import Vocab
-from .types import MAX_SPEED, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .types import MAX_SPEED, MAX_VOLUME, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
 
 if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
     from .model.residency import Residency
@@ -83,8 +87,10 @@ class Engine:
         traces: TraceSink | None = None,
         windowed: WindowedBackend | None = None,
         residency: Residency | None = None,
+        loudness: LoudnessTable | None = None,
     ) -> None:
         self.cfg = cfg
+        self.loudness = loudness  # engine.loudness_lufs: per-voice gains, or None (off)
         self.residency = residency  # idle unload (engine.idle_unload_s), or None
         self.windowed = windowed  # None: whole-segment decoding only
         self.voice_store = voices
@@ -159,14 +165,27 @@ class Engine:
     # --- requests -----------------------------------------------------------------------
 
     def prepare(self, req: SynthesisRequest) -> Prepared:
-        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop."""
-        if (
+        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop.
+
+        Speed: the request's when it gives one, else the preset's (a preset voice), else 1.
+        Level: the voice's loudness gain (engine.loudness_lufs) x the preset's volume x the
+        request's ``volume``, under one peak limiter."""
+        if req.speed is not None and (
             isinstance(req.speed, bool)
             or not isinstance(req.speed, int | float)
             or not (MIN_SPEED <= float(req.speed) <= MAX_SPEED)
         ):
             raise InvalidSpeed(
                 f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}, got {req.speed!r}"
+            )
+        if (
+            isinstance(req.volume, bool)
+            or not isinstance(req.volume, int | float)
+            or not 0 <= float(req.volume) <= MAX_VOLUME
+        ):
+            raise InvalidRequest(
+                f"volume_multiplier must be a number from 0 to {MAX_VOLUME:g}, got {req.volume!r}",
+                param="volume_multiplier",
             )
         if not isinstance(req.text, str) or not req.text.strip():
             raise EmptyText("input text is empty")
@@ -184,13 +203,14 @@ class Engine:
                 f"{self.voice_store.default_for(lang.code)}) or set "
                 "engine.allow_cross_language"
             )
+        speed = float(req.speed) if req.speed is not None else (voice.speed or 1.0)
         pieces: tuple[str | Pause | Passage, ...]
         if req.ssml:  # one parser for both front ends; errors name line and column
             spans = parse_ssml(req.text, lang=lang.code, languages=self.languages, vocab=self.vocab)
             pieces = ssml_pieces(
                 spans,
                 voice=voice,
-                speed=float(req.speed),
+                speed=speed,
                 resolve=self.voice_store.resolve,
                 default_for=lambda code: self.voice_store.default_for(code, self.cfg.default_voice),
             )
@@ -204,7 +224,11 @@ class Engine:
         for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
             if isinstance(piece, str):
                 inline.check(piece, self.vocab)
-        return Prepared(pieces, voice, lang.code, float(req.speed), req.normalize)
+        loud = self.loudness is not None and self.loudness.enabled
+        gain = self.loudness.gain_for(voice) if self.loudness is not None else 1.0
+        gain *= db_to_gain(voice.volume_db) * float(req.volume)
+        level = loud or gain != 1.0
+        return Prepared(pieces, voice, lang.code, speed, req.normalize, gain=gain, level=level)
 
     def prepare_phonemes(self, phonemes: str, voice: str | None, speed: float = 1.0) -> Prepared:
         """:meth:`prepare` for a phoneme string (``/dev/generate_from_phonemes``): every
@@ -224,7 +248,7 @@ class Engine:
                 param="phonemes",
             )
         checked = self.prepare(SynthesisRequest("a", voice, None, speed))  # voice and speed
-        return Prepared((phonemes,), checked.voice, checked.lang, checked.speed, False, True)
+        return dataclasses.replace(checked, pieces=(phonemes,), normalize=False, phonemes=True)
 
     @property
     def active_streams(self) -> int:
@@ -293,6 +317,7 @@ class Engine:
             trace,
             urgency=self.admission.urgency(interactive, wait),
         )
+        level = Leveller(prep.gain, SAMPLE_RATE) if prep.level else None
         self._streams.add(stream)
         self._arrivals += 1
         arrival = self._arrivals
@@ -307,6 +332,8 @@ class Engine:
                         waited = stream.playback_start - stream.t0
                         joined = self._arrivals != arrival  # others came meanwhile
                         self.admission.observe_first_audio(waited, wait, joined=joined)
+                    if level is not None:
+                        chunk = TimedChunk(level.apply(chunk.audio), chunk.words)
                     yield chunk
         finally:
             self._streams.discard(stream)

@@ -108,6 +108,25 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class PresetConfig:
+    """One entry of ``engine.voices.presets``: a named voice with its own speed and level.
+
+    Checked against the installed voices at startup (engine/model/presets.py)."""
+
+    voice: str  # an installed voice or a blend: "af_heart", "af_heart:0.7+af_sky:0.3"
+    speed: float | None = None  # used unless a request gives its own speed
+    volume: str | None = None  # "-3dB", "+2 dB" or a multiplier "0.7", after loudness
+    language: str | None = None  # listed (Wyoming info) and spoken in it; default: the voice's
+
+
+@dataclass(frozen=True)
+class VoicesConfig:
+    """``engine.voices``: presets are voices too (both catalogs, any ``voice`` field)."""
+
+    presets: dict[str, PresetConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """The ``engine`` section: everything both front ends share."""
 
@@ -117,6 +136,10 @@ class EngineConfig:
     warmup: bool = True
     idle_unload_s: float = 0.0  # 0: never. Else close the ONNX sessions after this long idle
     lexicon: str | None = None  # YAML {language: {word: phonemes}}; re-read when it changes
+    # every voice and blend is brought to this integrated loudness (ITU-R BS.1770), then a
+    # peak limiter keeps samples under -1 dBFS (engine/serving/loudness.py); None: off
+    loudness_lufs: float | None = -18.0
+    voices: VoicesConfig = field(default_factory=VoicesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)

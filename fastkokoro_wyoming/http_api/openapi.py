@@ -17,7 +17,7 @@ from typing import Any
 
 from fastkokoro_wyoming.audio import CONTENT_TYPES, FORMATS
 from fastkokoro_wyoming.config import HttpConfig
-from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
+from fastkokoro_wyoming.engine.types import MAX_SPEED, MAX_VOLUME, MIN_SPEED
 from fastkokoro_wyoming.http_api.errors import open_paths
 from fastkokoro_wyoming.http_api.params import MODEL_IDS, STREAM_FORMATS
 from fastkokoro_wyoming.http_api.phonemes import openapi_paths, openapi_schemas
@@ -97,7 +97,10 @@ def _speech_body(default_format: str) -> dict:
                 ],
             },
             "response_format": {"type": "string", "enum": list(FORMATS), "default": default_format},
-            "speed": {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED, "default": 1.0},
+            # default 1.0, or the preset's speed when `voice` is a preset
+            "speed": {"type": "number", "minimum": MIN_SPEED, "maximum": MAX_SPEED},
+            # Kokoro-FastAPI's: after loudness normalisation, under the -1 dBFS limiter
+            "volume_multiplier": {"type": "number", "minimum": 0, "maximum": MAX_VOLUME},
             "stream_format": {"type": "string", "enum": list(STREAM_FORMATS), "default": "audio"},
             "instructions": {"type": "string", "description": "Accepted and ignored."},
             "lang_code": {"type": "string", "description": "Kokoro language (a, b, j, ...)."},
@@ -217,8 +220,11 @@ def _schemas(settings: HttpConfig) -> dict:
                             {
                                 "type": "object",
                                 "properties": {
-                                    k: {"type": "string"}
-                                    for k in ("id", "name", "language", "lang_code", "gender")
+                                    **{
+                                        k: {"type": "string"}
+                                        for k in ("id", "name", "language", "lang_code", "gender")
+                                    },
+                                    "preset": {"type": "object"},  # voice, speed, volume_db
                                 },
                             },
                         ]

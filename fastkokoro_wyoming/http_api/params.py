@@ -100,10 +100,11 @@ def _voice(body: Mapping[str, Any], voice_map: Mapping[str, str]) -> str | None:
     return map_voice(raw, voice_map) if raw and raw.strip() else None
 
 
-def _speed(body: Mapping[str, Any]) -> float:
+def _speed(body: Mapping[str, Any]) -> float | None:
+    """The speed asked for, or None: then a preset's speed applies (else 1.0)."""
     speed = _typed(body, "speed", (int, float), "a number")
     if speed is None:
-        return 1.0
+        return None
     try:
         return float(speed)
     except OverflowError:  # a JSON integer past float range: the engine refuses infinity
@@ -123,6 +124,13 @@ def _is_ssml(body: Mapping[str, Any]) -> bool:
     if flag is not None and fmt is not None and flag != (fmt == "ssml"):
         raise invalid("'ssml' and 'input_format' disagree; send one of them.", "input_format")
     return bool(flag) or fmt == "ssml"
+
+
+def _finite(value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a huge JSON integer: the engine refuses it by range
+        return math.inf
 
 
 def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, str]) -> SpeechParams:
@@ -155,6 +163,7 @@ def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, st
         raise invalid("'stream_format' must be 'audio' or 'sse'.", "stream_format")
 
     speed = _speed(body)
+    volume = _typed(body, "volume_multiplier", (int, float), "a number")
     stream = _typed(body, "stream", bool, "true or false")
     instructions = _typed(body, "instructions", str, "a string")
     timestamps = _typed(body, "timestamps", bool, "true or false")
@@ -171,6 +180,7 @@ def parse_speech_body(body: Any, default_format: str, voice_map: Mapping[str, st
         lang=lang or None,
         speed=speed,
         normalize=True if normalize is None else normalize,
+        volume=1.0 if volume is None else _finite(volume),
     )
     return SpeechParams(
         request=request,

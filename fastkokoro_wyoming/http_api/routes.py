@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from fastkokoro_wyoming.engine.types import VoiceInfo
 from fastkokoro_wyoming.http_api.errors import ApiError, invalid
 from fastkokoro_wyoming.http_api.params import MODEL_IDS
 from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY
@@ -56,20 +57,21 @@ async def list_voices(request: web.Request) -> web.Response:
         raise invalid("'legacy' must be true or false.", "legacy", "invalid_type")
     if legacy in ("1", "true", "yes"):
         return web.json_response({"voices": [v.name for v in voices]})
-    return web.json_response(
-        {
-            "voices": [
-                {
-                    "id": v.name,
-                    "name": v.name,
-                    "language": v.locale,
-                    "lang_code": v.lang,
-                    "gender": v.gender,
-                }
-                for v in voices
-            ]
-        }
-    )
+    return web.json_response({"voices": [_voice_entry(v) for v in voices]})
+
+
+def _voice_entry(v: VoiceInfo) -> dict:
+    """One voice; a preset (engine.voices.presets) also says what it resolves to."""
+    entry: dict = {
+        "id": v.name,
+        "name": v.name,
+        "language": v.locale,
+        "lang_code": v.lang,
+        "gender": v.gender,
+    }
+    if v.preset is not None:
+        entry["preset"] = {"voice": v.preset, "speed": v.speed, "volume_db": v.volume_db}
+    return entry
 
 
 async def health(request: web.Request) -> web.Response:

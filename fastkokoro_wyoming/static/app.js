@@ -103,15 +103,21 @@ function languageName(locale) {
   }
 }
 
-function fillVoices(select, groups, keep) {
-  for (const [locale, voices] of groups) {
+function voiceLabel(v) {
+  if (v.preset) return `${v.name} (preset: ${v.preset.voice})`;
+  return v.gender ? `${v.name} (${v.gender})` : v.name;
+}
+
+// presets: a named voice with its own speed and volume (engine.voices.presets); they are
+// not blended, so the second list leaves them out
+function fillVoices(select, groups, keep, presets = true) {
+  for (const [locale, all] of groups) {
+    const voices = presets ? all : all.filter((v) => !v.preset);
+    if (!voices.length) continue;
     const group = document.createElement("optgroup");
     group.label = languageName(locale);
     group.dataset.language = locale;
-    for (const v of voices) {
-      const option = new Option(v.gender ? `${v.name} (${v.gender})` : v.name, v.id);
-      group.append(option);
-    }
+    for (const v of voices) group.append(new Option(voiceLabel(v), v.id));
     select.append(group);
   }
   if (keep) select.value = keep;
@@ -134,7 +140,8 @@ async function loadVoices() {
   a.replaceChildren();
   b.replaceChildren(new Option("(no blend)", ""));
   fillVoices(a, groups, keepA);
-  fillVoices(b, groups, keepB);
+  fillVoices(b, groups, keepB, false);
+  presetSpeeds = new Map(voices.filter((v) => v.preset?.speed).map((v) => [v.id, v.preset.speed]));
   document.body.dataset.voices = String(voices.length);
   updateVoiceSpec();
 }
@@ -147,6 +154,15 @@ function voiceSpec() {
   if (!b || b === a || mix >= 100) return a;
   if (mix <= 0) return b;
   return `${a}(${mix})+${b}(${100 - mix})`;
+}
+
+let presetSpeeds = new Map(); // preset id -> its speed, shown on the speed slider
+
+function showPresetSpeed() {
+  const speed = presetSpeeds.get($("voice-a").value);
+  if (speed === undefined) return;
+  $("speed").value = String(speed);
+  $("speed-out").textContent = `${Number(speed).toFixed(2)}×`;
 }
 
 function updateVoiceSpec() {
@@ -272,6 +288,7 @@ function init() {
   for (const id of ["voice-a", "voice-b", "mix"]) {
     $(id).addEventListener("input", updateVoiceSpec);
   }
+  $("voice-a").addEventListener("input", showPresetSpeed); // a preset speaks at its speed
   $("speed").addEventListener("input", () => {
     $("speed-out").textContent = `${Number($("speed").value).toFixed(2)}×`;
   });

@@ -54,7 +54,11 @@ _ATTRIBUTION = Attribution(name="Kokoro (hexgrad)", url="https://github.com/hexg
 
 
 def describe_voice(voice: VoiceInfo) -> str:
-    """What HA shows in its voice picker: "af_heart" -> "Heart (en-US, female)"."""
+    """What HA shows in its voice picker: "af_heart" -> "Heart (en-US, female)"; a preset
+    says what it is: "grandma" -> "grandma (preset: af_heart, 0.85x, en-US)"."""
+    if voice.preset is not None:
+        speed = f", {voice.speed:g}x" if voice.speed is not None else ""
+        return f"{voice.name} (preset: {voice.preset}{speed}, {voice.locale})"
     base = voice.name.split("_", 1)[-1].replace("_", " ").title()
     return f"{base} ({voice.locale}, {voice.gender})"
 

@@ -72,13 +72,14 @@ class FakeEngine:
             raise TextTooLong(
                 f"input is {len(req.text)} characters; the limit is {self.max_input_chars}"
             )
-        if not 0.25 <= req.speed <= 4.0:
-            raise InvalidSpeed(f"speed {req.speed} is outside 0.25-4.0")
+        speed = 1.0 if req.speed is None else req.speed
+        if not 0.25 <= speed <= 4.0:
+            raise InvalidSpeed(f"speed {speed} is outside 0.25-4.0")
         names = {v.name for v in self._voices}
         if req.voice is not None and req.voice not in names:
             raise UnknownVoice(f"unknown voice {req.voice!r}")
         voice = self.voice_for(req.voice, req.lang)
-        return FakePrepared((req.text,), voice, voice.lang, req.speed, req.normalize, request=req)
+        return FakePrepared((req.text,), voice, voice.lang, speed, req.normalize, request=req)
 
     def prepare_phonemes(self, phonemes: str, voice: str | None, speed: float = 1.0) -> Prepared:
         """Phonemes are spoken like text here (the fake has no vocabulary)."""

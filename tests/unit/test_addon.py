@@ -257,8 +257,9 @@ if value is None:
     out = "null"
 elif isinstance(value, bool):
     out = "true" if value else "false"
-elif isinstance(value, list):  # objects as JSON, one after the other, as bashio's jq does
-    out = "\n".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
+elif isinstance(value, list):  # bashio: jq -c, one item a line (objects as compact JSON)
+    out = "\n".join(json.dumps(v, separators=(",", ":")) if isinstance(v, dict) else str(v)
+                    for v in value)
 else:
     out = str(value)
 sys.stdout.write(out)
@@ -350,6 +351,10 @@ def test_run_sh_with_every_option_changed(addon, tmp_path):
             {"word": "Hyundai", "phonemes": "hjˈʌndA"},
             {"word": "Renault", "phonemes": "ʁəno", "language": "fr-FR"},
         ],
+        "presets": [
+            {"name": "grandma", "voice": "af_heart", "speed": 0.85, "volume": "+2dB"},
+            {"name": "duo", "voice": "af_heart:0.7,af_sky:0.3", "language": "en-GB"},
+        ],
     }
     assert set(options) == set(addon["schema"]), "update this test with the schema"
     assert check_options(addon["schema"], options) == []
@@ -365,6 +370,11 @@ def test_run_sh_with_every_option_changed(addon, tmp_path):
     assert cfg.wyoming.zeroconf is True
     assert cfg.http.api_key == "s3cret with spaces"
     assert cfg.log_level == "DEBUG"
+    presets = cfg.engine.voices.presets
+    assert (presets["grandma"].voice, presets["grandma"].speed) == ("af_heart", 0.85)
+    assert presets["grandma"].volume == "+2dB"
+    assert presets["duo"].voice == "af_heart:0.7,af_sky:0.3"
+    assert (presets["duo"].language, presets["duo"].speed) == ("en-GB", None)
 
 
 # --- s6 services and discovery ------------------------------------------------------------

@@ -8,9 +8,10 @@ kokoro-onnx layout, arrays ``[510, 256]`` or ``[510, 1, 256]``) or a folder of
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError, UnknownVoice
 from ..text.languages import LanguageTable
 from ..types import VoiceInfo
+from .presets import Preset
 
 STYLE_ROWS = 510
 STYLE_DIM = 256
@@ -26,7 +28,7 @@ STYLE_DIM = 256
 _PART = re.compile(
     r"^(?P<name>[A-Za-z0-9_\-.]+?)(?:\((?P<w1>[0-9]*\.?[0-9]+)\)|:(?P<w2>[0-9]*\.?[0-9]+))?$"
 )
-_SEPARATOR = re.compile(r"([+-])(?=\s*[A-Za-z])")
+_SEPARATOR = re.compile(r"([+,-])(?=\s*[A-Za-z])")
 _LEADING_NAME = re.compile(r"^(\s*)([A-Za-z0-9_]+)(.*)$", re.DOTALL)
 
 
@@ -41,6 +43,7 @@ class BlendPart:
 
 def parse_blend(spec: str) -> list[BlendPart]:
     """``af_bella(2)+af_sky(1)`` or ``af_bella:0.7+af_sky:0.3`` -> its parts, in order.
+    A comma separates parts like ``+`` (``af_bella:0.7,af_sky:0.3``, natural in YAML).
 
     The one reading of the blend syntax: the engine resolves with it, the HTTP layer
     maps OpenAI names through it and Wyoming reads a blend's language from it. Names
@@ -48,7 +51,7 @@ def parse_blend(spec: str) -> list[BlendPart]:
     ``name=""`` so the caller can name it in its error.
     """
     parts = []
-    for raw in spec.split("+"):
+    for raw in spec.replace(",", "+").split("+"):
         text = raw.strip().replace(" ", "")
         m = _PART.match(text)
         if m is None:
@@ -81,11 +84,19 @@ def first_voice(spec: str) -> str:
 
 @dataclass(frozen=True)
 class Voice:
-    """A resolved voice (single or blend): its style table and language."""
+    """A resolved voice (single, blend or preset): its style table and language."""
 
-    name: str
-    lang: str  # one-letter code of the (first) component
+    name: str  # as asked for: a voice, a blend, or a preset's name
+    lang: str  # one-letter code of the (first) component, or the preset's language
     styles: np.ndarray  # float32 [510, 256]
+    source: str = ""  # a preset's voice or blend ("": ``name`` itself)
+    speed: float | None = None  # a preset's speed
+    volume_db: float = 0.0  # a preset's volume
+
+    @property
+    def blend(self) -> str:
+        """The voice or blend the styles are: what loudness and norm priors are kept by."""
+        return self.source or self.name
 
     def style_for(self, n_ids: int) -> np.ndarray:
         """Style row for an utterance of ``n_ids`` ids, clamped (row 510 does not exist)."""
@@ -113,8 +124,25 @@ class VoiceStore:
                 continue  # not a Kokoro name: usable, but not listed per language
             gender = "female" if name[1] == "f" else "male"
             self._all.append(VoiceInfo(name, lang.code, lang.locale, gender))
-        speakable = {lg.code for lg in languages.languages if languages.speakable(lg)}
-        self.infos: list[VoiceInfo] = [v for v in self._all if v.lang in speakable]
+        self._speakable = {lg.code for lg in languages.languages if languages.speakable(lg)}
+        self.infos: list[VoiceInfo] = [v for v in self._all if v.lang in self._speakable]
+        self._presets: dict[str, Preset] = {}
+
+    def add_presets(self, presets: Mapping[str, Preset]) -> None:
+        """Presets (checked: engine/model/presets.py) become voices: resolvable by name and
+        listed, under their language, after the installed voices."""
+        self._presets = dict(presets)
+        for p in presets.values():
+            voice = self.resolve(p.name)
+            lang = self._languages.resolve(voice.lang)
+            gender = "male" if p.voice.strip()[1:2] == "m" else "female"
+            info = VoiceInfo(p.name, lang.code, lang.locale, gender, p.voice, p.speed, p.volume_db)
+            if lang.code in self._speakable:
+                self.infos.append(info)
+
+    @property
+    def presets(self) -> Mapping[str, Preset]:
+        return self._presets
 
     @classmethod
     def load(cls, path: Path, languages: LanguageTable) -> VoiceStore:
@@ -147,6 +175,17 @@ class VoiceStore:
         spec = spec.strip()
         if spec in self._styles:
             return self._voice(spec, self._styles[spec])
+        preset = self._presets.get(spec)
+        if preset is not None:
+            base = self.resolve(preset.voice)
+            return replace(
+                base,
+                name=preset.name,
+                lang=preset.lang or base.lang,
+                source=base.name,
+                speed=preset.speed,
+                volume_db=preset.volume_db,
+            )
         if spec in self._blends:
             return self._blends[spec]
         parts = parse_blend(spec)
@@ -179,6 +218,8 @@ class VoiceStore:
     def _unknown_message(self, name: str, spec: str | None = None) -> str:
         where = f" in {spec!r}" if spec and spec != name else ""
         close = [n for n in self.names if n.split("_")[-1] == name.split("_")[-1]]
+        if not close:  # a typo: names one or two letters off
+            close = difflib.get_close_matches(name, [*self.names, *self._presets], 3, 0.75)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         return f"unknown voice {name!r}{where}{hint} ({len(self._styles)} voices installed)"
 

@@ -89,21 +89,22 @@ class WindowedBackend:
         """``voice``'s priors (a blend's mixed), or None while they are being built.
         Priors cached on disk are read here, at once (a few hundred KB), so a voice's
         requests never switch from whole to windowed midway through a session."""
-        parts = [p for p in parse_blend(voice.name) if p.name]
+        parts = [p for p in parse_blend(voice.blend) if p.name]
+        key = voice.blend  # a preset shares its voice's priors
         with self._lock:
             missing = [p.name for p in parts if p.name not in self._priors]
         for name in missing:
             self._calibrate_later(name)
         with self._lock:
-            if len(parts) == 1 and parts[0].name == voice.name:
-                return self._priors.get(voice.name)
-            found = self._blends.get(voice.name)
+            if len(parts) == 1 and parts[0].name == key:
+                return self._priors.get(key)
+            found = self._blends.get(key)
             if found is None and parts and all(p.name in self._priors for p in parts):
                 found = NormPriors.blend(
-                    [(self._priors[p.name], p.weight or 1.0) for p in parts], voice.name
+                    [(self._priors[p.name], p.weight or 1.0) for p in parts], key
                 )
                 if len(self._blends) < MAX_BLENDS:
-                    self._blends[voice.name] = found
+                    self._blends[key] = found
             return found
 
     def _calibrate_later(self, name: str) -> None:

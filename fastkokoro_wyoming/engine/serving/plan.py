@@ -45,6 +45,8 @@ class Prepared:
     speed: float
     normalize: bool
     phonemes: bool = False  # the pieces are phonemes already (POST /dev/generate_from_phonemes)
+    gain: float = 1.0  # loudness normalisation x preset volume x request volume
+    level: bool = False  # run the gain and peak limiter (engine/serving/meter.py)
 
 
 @dataclass(frozen=True)
