@@ -9,7 +9,7 @@ run its result; plus the read-only state ``/health`` and ``/metrics`` report.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 import numpy as np
@@ -66,7 +66,12 @@ class SpeechEngine(Protocol):
     def voice_for(self, voice: str | None, lang: str | None = None) -> Voice: ...
     def prepare(self, req: SynthesisRequest) -> Prepared: ...
     def synthesize(
-        self, prep: Prepared, *, interactive: bool = False, admitted: bool = False
+        self,
+        prep: Prepared,
+        *,
+        interactive: bool = False,
+        admitted: bool = False,
+        needed_at: Callable[[], float] | None = None,
     ) -> AsyncGenerator[np.ndarray, None]: ...
     def synthesize_timed(
         self, prep: Prepared, *, interactive: bool = False

@@ -49,9 +49,13 @@ class SpeechStream:
         seq: int,
         trace: RequestTrace,
         lead: float = 0.0,
+        needed_at: Callable[[], float] | None = None,
     ) -> None:
         self.prep = prep
         self.lead = lead  # its jobs count as due this much earlier (interactive requests)
+        # When its listener needs its first audio (``time.monotonic``), if not on arrival:
+        # a later sentence of a Wyoming stream is needed when the audio before it runs out
+        self.needed_at = needed_at
         self.plan = plan
         self.start_render = start_render
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
@@ -240,11 +244,14 @@ class _Deadline:
         stream = self.stream
         position = stream.position_of(self.render) + seconds
         seq = float(stream.seq)
+        lead = stream.lead
+        needed_at = stream.needed_at
+        if needed_at is not None:  # the caller's timeline: read at each pick
+            return lambda: (needed_at() + position - lead, seq)
         if position <= 0:
             # the first audio is due on arrival, whatever happens later
             arrival = stream.t0 - stream.lead
             return lambda: (arrival, seq)
-        lead = stream.lead
         return lambda: (stream.playback_start + position - lead, seq)
 
 
