@@ -9,7 +9,7 @@ So, besides sentences, :class:`StreamText` gives
 
 * the first clause of a reply once it has ``first_clause_words`` words (a comma,
   semicolon, colon or dash followed by a space: "3,000" and "12:30" are not clauses),
-* everything buffered, up to its last whole word, after ``stall_timeout_s`` without text.
+* everything buffered after ``stall_timeout_s`` without new text.
 
 A piece cut inside a sentence is marked, so its edges are trimmed like the engine's
 own cuts (a comma's pause, not Kokoro's 0.75 s of silence around every call).
@@ -66,13 +66,11 @@ class StreamText:
         return pieces
 
     def flush(self) -> list[Piece]:
-        """The text stalled: everything up to its last whole word."""
-        end = len(self.pending)
-        if not self.pending[-1:].isspace() and not _ends_word(self.pending):
-            end = max(self.pending.rfind(c) for c in " \n\t")  # keep a half word back
-        if end <= 0 or not any(ch.isalnum() for ch in self.pending[:end]):
+        """The text stalled: everything written. (LLM tokens end where a word does far
+        more often than not, and a writer that paused this long is not mid-word.)"""
+        if not any(ch.isalnum() for ch in self.pending):
             return []
-        return self._cut(end)
+        return self._cut(len(self.pending))
 
     def finish(self) -> Piece | None:
         """synthesize-stop: the rest, whatever it is."""
@@ -117,11 +115,6 @@ def first_clause(text: str, min_words: int) -> int | None:
         if ch == "-" and i > 0 and text[i - 1].isspace():
             return i + 1
     return None
-
-
-def _ends_word(text: str) -> bool:
-    """Text that ends with punctuation ends a word; letters may be half a word."""
-    return bool(text) and not text[-1].isalnum()
 
 
 def _remainder(text: str, sentences: list[str], lang: str | None) -> str:
