@@ -101,6 +101,7 @@ class StreamReply:
         self._next = 0  # the piece being sent
         self._closed = False  # synthesize-stop came
         self._running = False
+        self._cancelled = False
         self._refused = False  # the first piece was refused: nothing else may start
         self._wake = asyncio.Event()
 
@@ -143,10 +144,16 @@ class StreamReply:
         self._wake.set()
 
     def _start_ready(self) -> None:
-        """Start the pieces within reach: the one being sent and _AHEAD after it."""
-        if not self._running or self._out.failed or self.error is not None:
+        """Start the pieces within reach: the one being sent and _AHEAD after it, each
+        once the piece before it is audible. Its G2P and first calls then never delay
+        the first audio before it (on a small CPU they would: they share the cores), and
+        it still has all of that piece's playing time to get ready."""
+        if not self._running or self._cancelled or self._out.failed or self.error is not None:
             return
         for spoken in self._pieces[self._next : self._next + 1 + _AHEAD]:
+            ahead = self._pieces[spoken.index - 1] if spoken.index > self._next else None
+            if ahead is not None and ahead.made == 0 and not ahead.done:
+                return
             if spoken.task is None:
                 spoken.task = asyncio.create_task(
                     self._synthesize(spoken), name=f"wyoming piece {spoken.index}"
@@ -182,8 +189,11 @@ class StreamReply:
             )
             async with contextlib.aclosing(audio):  # closing drops its queued work
                 async for samples in audio:
+                    first = spoken.made == 0
                     spoken.made += samples.size / SAMPLE_RATE
                     spoken.chunks.put_nowait(samples)
+                    if first:
+                        self._start_ready()  # the next piece may start now
         except Exception as err:  # handed to the sender, which reports it in order
             spoken.error = err
             if spoken.index == 0 and isinstance(err, Busy):
@@ -191,6 +201,7 @@ class StreamReply:
         finally:
             spoken.done = True
             spoken.chunks.put_nowait(None)
+            self._start_ready()
 
     # --- sending: the connection's worker runs this ------------------------------------
 
@@ -258,7 +269,7 @@ class StreamReply:
         """Drop everything queued: every piece's synthesis, and the stall clock; the
         tasks still to wind down."""
         self._cancel_stall()
-        self._closed = True
+        self._closed = self._cancelled = True
         self._wake.set()
         running = set()
         for spoken in self._pieces:

@@ -97,8 +97,8 @@ def test_stream_keys_are_validated() -> None:
 
 
 class PieceEngine(FakeEngine):
-    """Each piece's audio is one constant level (its order), slower for earlier pieces,
-    so a later piece is done first; records every start, close and deadline."""
+    """Each piece's audio is three chunks at one constant level (its order), with a
+    delay after each; records every start, close and deadline."""
 
     def __init__(self, delays: Callable[[str], float]) -> None:
         super().__init__()
@@ -116,10 +116,9 @@ class PieceEngine(FakeEngine):
         self.started.append(req.text)
         level = len(self.started) / 10
         try:
-            await asyncio.sleep(self.delays(req.text))
             for _ in range(3):
                 yield np.full(SAMPLE_RATE // 10, level, np.float32)
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(self.delays(req.text))
         finally:
             self.closed.append(req.text)
 
@@ -156,7 +155,7 @@ async def test_pieces_synthesize_at_once_and_come_out_in_order() -> None:
     finally:
         await service.stop()
     assert engine.started == ["One is slow.", "Two is quick.", "Three too."]
-    # "Two" was synthesized while "One" still waited: it finished first ...
+    # "Two" was synthesized once "One" was audible, while "One" still rendered ...
     assert engine.closed.index("Two is quick.") < engine.closed.index("One is slow.")
     # ... and was sent after it, each piece whole, in order
     assert _levels(events) == [0.1, 0.2, 0.3]
