@@ -55,6 +55,9 @@ REPLIES = [
     "which is comfortable. The bedroom is a little cooler, at nineteen degrees, so I "
     "turned the heating up by one degree for the night.",
 ]
+# An agent that calls a tool after its first words: the LLM stops writing (here 3 s).
+STALLED = ("Let me check the thermostat for you.", 3.0, " The living room is at twenty one "
+           "degrees, and the heating will stay on until ten o'clock tonight.")  # fmt: skip
 HA_FIRST_CHARS = 60  # HA buffers a streaming agent's first 60 characters
 
 
@@ -75,8 +78,11 @@ class Result:
     gaps: list[float] = field(default_factory=list)
 
 
-async def replay(port: int, text: str, rate: float, seed: int) -> Result:
-    """One reply at ``rate`` tokens/s; what the listener heard, as the client saw it."""
+async def replay(
+    port: int, text: str, rate: float, seed: int, stall: tuple[int, float] | None = None
+) -> Result:
+    """One reply at ``rate`` tokens/s (``stall``: after token n, a pause of s seconds, and
+    HA sends what it holds); what the listener heard, as the client saw it."""
     from wyoming.audio import AudioChunk
     from wyoming.client import AsyncTcpClient
     from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
@@ -91,9 +97,14 @@ async def replay(port: int, text: str, rate: float, seed: int) -> Result:
         async def llm() -> None:
             held = ""
             started = False
-            for token in pieces:
+            for n, token in enumerate(pieces):
                 await asyncio.sleep(rng.uniform(0.7, 1.3) / rate)
                 held += token
+                if stall is not None and n + 1 == stall[0]:
+                    await client.write_event(SynthesizeChunk(text=held).event())
+                    held, started = "", True
+                    await asyncio.sleep(stall[1])
+                    continue
                 if not started and len(held) < HA_FIRST_CHARS:
                     continue
                 started = True
@@ -193,6 +204,7 @@ async def run(args: argparse.Namespace, ports: dict[str, int]) -> None:
     rng = random.Random(26)
     single: dict[str, list[Result]] = {name: [] for name in ports}
     four: dict[str, list[Result]] = {name: [] for name in ports}
+    stalled: dict[str, list[Result]] = {name: [] for name in ports}
     for round_ in range(args.rounds):
         for i, text in enumerate(REPLIES):
             rate = rng.uniform(15, 40)
@@ -204,6 +216,16 @@ async def run(args: argparse.Namespace, ports: dict[str, int]) -> None:
                     f"{r.first_audio:.2f} s, max gap {r.max_gap:.2f} s",
                     flush=True,
                 )
+        before, pause, after = STALLED
+        rate = rng.uniform(15, 40)
+        for name, port in ports.items():
+            r = await replay(port, before + after, rate, round_, stall=(len(tokens(before)), pause))
+            stalled[name].append(r)
+            print(
+                f"tool call {name:5}: first audio {r.first_audio:.2f} s (the LLM stopped "
+                f"{pause:g} s after its first sentence)",
+                flush=True,
+            )
         for name, port in ports.items():
             rates = [rng.uniform(15, 40) for _ in range(4)]
             texts = REPLIES[round_ % 2 * 2 :][:4]
@@ -226,6 +248,8 @@ async def run(args: argparse.Namespace, ports: dict[str, int]) -> None:
         print(row(f"{name}, 1 client", single[name]))
     for name in ports:
         print(row(f"{name}, 4 clients", four[name]))
+    for name in ports:
+        print(row(f"{name}, 1 client, tool call", stalled[name]))
 
 
 def main() -> int:
