@@ -140,7 +140,7 @@ async def replay(
     return result
 
 
-def start_daemon(tree: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_daemon(tree: Path, port: int, log: Path, threads: int) -> subprocess.Popen[bytes]:
     model, voices = assets()
     env = dict(os.environ, PYTHONPATH=str(tree))
     return subprocess.Popen(
@@ -161,7 +161,7 @@ def start_daemon(tree: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
             "--wyoming-zeroconf",
             "false",
             "--engine-runtime-intra-op-threads",
-            "1",
+            str(threads),
             "--engine-runtime-workers",
             "1",
         ],
@@ -189,14 +189,15 @@ def base_tree(ref: str) -> Path:
 
 
 def row(name: str, results: list[Result]) -> str:
-    firsts = sorted(r.first_audio for r in results)
-    maxes = sorted(r.max_gap for r in results)
-    totals = [r.total_gap for r in results]
-    audio = sum(r.audio_s for r in results)
-    holes = sum(1 for r in results for g in r.gaps if g > 0.05)
+    spoken = [r for r in results if r.audio_s > 0]  # a refused reply (busy) has none
+    firsts = sorted(r.first_audio for r in spoken) or [float("nan")]
+    maxes = sorted(r.max_gap for r in spoken) or [float("nan")]
+    totals = [r.total_gap for r in spoken]
+    audio = sum(r.audio_s for r in spoken)
+    holes = sum(1 for r in spoken for g in r.gaps if g > 0.05)
     return (
-        f"| {name} | {median(firsts):.2f} | {firsts[-1]:.2f} | {median(maxes):.2f} | "
-        f"{maxes[-1]:.2f} | {sum(totals):.2f} | {holes} | {audio:.0f} |"
+        f"| {name} | {len(spoken)}/{len(results)} | {median(firsts):.2f} | {firsts[-1]:.2f} | "
+        f"{median(maxes):.2f} | {maxes[-1]:.2f} | {sum(totals):.2f} | {holes} | {audio:.0f} |"
     )
 
 
@@ -226,7 +227,7 @@ async def run(args: argparse.Namespace, ports: dict[str, int]) -> None:
                 f"{pause:g} s after its first sentence)",
                 flush=True,
             )
-        for name, port in ports.items():
+        for name, port in ports.items() if args.four else ():
             rates = [rng.uniform(15, 40) for _ in range(4)]
             texts = REPLIES[round_ % 2 * 2 :][:4]
             rs = await asyncio.gather(
@@ -240,13 +241,13 @@ async def run(args: argparse.Namespace, ports: dict[str, int]) -> None:
                 flush=True,
             )
     print(
-        "\n| run | first audio p50 s | first audio max s | max gap p50 s | max gap max s "
-        "| total gap s | gaps > 50 ms | audio s |"
+        "\n| run | replies spoken | first audio p50 s | first audio max s | max gap p50 s "
+        "| max gap max s | total gap s | gaps > 50 ms | audio s |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in ports:
         print(row(f"{name}, 1 client", single[name]))
-    for name in ports:
+    for name in ports if args.four else ():
         print(row(f"{name}, 4 clients", four[name]))
     for name in ports:
         print(row(f"{name}, 1 client, tool call", stalled[name]))
@@ -257,18 +258,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--base", default=None, help="base checkout (default: git archive main)")
     parser.add_argument("--port", type=int, default=18310)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX intra-op threads")
+    parser.add_argument("--no-spinner", dest="spinner", action="store_false")
+    parser.add_argument("--no-four", dest="four", action="store_false", help="skip 4 clients")
     args = parser.parse_args()
     base = Path(args.base) if args.base else base_tree("main")
     logs = Path(tempfile.mkdtemp(prefix="fk-llmbench-"))
     trees = {"base": base, "new": ROOT}
     ports = {name: args.port + i for i, name in enumerate(trees)}
-    daemons = {n: start_daemon(t, ports[n], logs / f"{n}.log") for n, t in trees.items()}
+    daemons = {
+        n: start_daemon(t, ports[n], logs / f"{n}.log", args.threads) for n, t in trees.items()
+    }
     spinner = None
     try:
         for name, daemon in daemons.items():
             wait_ready(daemon, logs / f"{name}.log")
-        # the other core busy, as on a Pi doing other work
-        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        if args.spinner:  # the other core busy, as on a Pi doing other work
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         asyncio.run(run(args, ports))
     finally:
         if spinner is not None:
