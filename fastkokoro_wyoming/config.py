@@ -111,6 +111,11 @@ class WyomingConfig:
     read_timeout_s: float = 5.0  # an event whose first byte came must be complete by then
     max_connections: int = 128
     max_connections_per_peer: int = 32  # 0: no per-address cap (behind a proxy)
+    # A stream's first words start at a clause (, ; : dash) once this many are written,
+    # not only at its first sentence end (0: sentence ends only). wyoming_api/pacing.py
+    first_clause_words: int = 6
+    # No new text for this long (an LLM calling a tool): speak what is written (0: never)
+    stall_timeout_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -398,6 +403,12 @@ def validate(cfg: Config) -> None:
         )
     for name, port in (("http.port", cfg.http.port), ("wyoming.port", cfg.wyoming.port)):
         _check(0 <= port <= 65535, name, f"{port} is not a TCP port")
+    _check(
+        0 <= cfg.wyoming.first_clause_words <= 1000,
+        "wyoming.first_clause_words",
+        "must be 0 (off) to 1000",
+    )
+    _check(cfg.wyoming.stall_timeout_s >= 0, "wyoming.stall_timeout_s", "must be >= 0 (0: off)")
     _check(
         64 <= cfg.wyoming.samples_per_chunk <= 48000,
         "wyoming.samples_per_chunk",

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import itertools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -267,6 +267,7 @@ class Engine:
         *,
         interactive: bool = False,
         admitted: bool = False,
+        needed_at: Callable[[], float] | None = None,
     ) -> AsyncGenerator[np.ndarray, None]:
         """Float32 mono chunks at 24 kHz, one per segment or pause, as they are ready.
 
@@ -275,13 +276,18 @@ class Engine:
         (Wyoming): admitted under a longer wait bound, its jobs ahead of bulk ones
         (engine/serving/admission.py). Raises Busy before the first chunk if refused.
         ``admitted``: it continues a reply already admitted (the next sentence of a
-        Wyoming stream), so it is never refused: half a reply is worse than none. Closing
+        Wyoming stream), so it is never refused: half a reply is worse than none.
+        ``needed_at``: when (``time.monotonic``) its listener needs its first audio, read
+        each time a worker picks a job; its jobs are due from then on, not from its
+        arrival (a stream's next sentence, queued while the one before it plays). Closing
         the iterator (or cancelling the task that drives it) drops its queued model calls
         at once.
         """
         if isinstance(prep, SynthesisRequest):
             prep = self.prepare(prep)
-        run = self._run(prep, interactive=interactive, admitted=admitted, words=False)
+        run = self._run(
+            prep, interactive=interactive, admitted=admitted, words=False, needed_at=needed_at
+        )
         async with contextlib.aclosing(run) as chunks:
             async for chunk in chunks:
                 yield chunk.audio
@@ -298,7 +304,13 @@ class Engine:
                 yield chunk
 
     async def _run(
-        self, prep: Prepared, *, interactive: bool, admitted: bool, words: bool
+        self,
+        prep: Prepared,
+        *,
+        interactive: bool,
+        admitted: bool,
+        words: bool,
+        needed_at: Callable[[], float] | None = None,
     ) -> AsyncGenerator[TimedChunk, None]:
         """Admit, stream and account one request (both public entry points)."""
         wait = self.admission.check(self.active_streams, interactive, admitted=admitted)
@@ -316,6 +328,7 @@ class Engine:
             next(self._seq),
             trace,
             urgency=self.admission.urgency(interactive, wait),
+            needed_at=needed_at,
         )
         level = Leveller(prep.gain, SAMPLE_RATE) if prep.level else None
         self._streams.add(stream)

@@ -9,7 +9,7 @@ run its result; plus the read-only state ``/health`` and ``/metrics`` report.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 import numpy as np
@@ -72,7 +72,12 @@ class SpeechEngine(Protocol):
     ) -> Prepared: ...
     def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]: ...
     def synthesize(
-        self, prep: Prepared, *, interactive: bool = False, admitted: bool = False
+        self,
+        prep: Prepared,
+        *,
+        interactive: bool = False,
+        admitted: bool = False,
+        needed_at: Callable[[], float] | None = None,
     ) -> AsyncGenerator[np.ndarray, None]: ...
     def synthesize_timed(
         self, prep: Prepared, *, interactive: bool = False

@@ -1,23 +1,25 @@
 """Wyoming TTS front end (Home Assistant): one handler per connection over the shared engine.
 
 The handler only parses events and queues work; a per-connection worker task runs the
-engine and writes audio. So `describe` is answered at once even mid-synthesis (HA
-gives it 1 s), streamed sentences start speaking while text is still arriving, and a
-client that disconnects gets its synthesis cancelled straight away. Every request ends
-with the event HA waits for (`audio-stop`, or `synthesize-stopped` in a stream), also
-after an `error`: HA ignores `error` and would otherwise hang.
+requests in order and writes audio. So `describe` is answered at once even
+mid-synthesis (HA gives it 1 s), and a client that disconnects gets its synthesis
+cancelled straight away. A stream (synthesize-start ... synthesize-stop) is one such
+request, a :class:`~.stream.StreamReply` that synthesizes its sentences ahead while
+the text still arrives. Every request ends with the event HA waits for (`audio-stop`,
+or `synthesize-stopped` in a stream), also after an `error`: HA ignores `error` and
+would otherwise hang.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
@@ -36,20 +38,18 @@ from .. import __version__
 from ..engine.errors import EmptyText, EngineError
 from ..engine.model.voices import Voice
 from ..engine.protocol import SpeechEngine
-from ..engine.text.sentences import SentenceSplitter
-from ..engine.types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from ..engine.types import SynthesisRequest, VoiceInfo
 from ..peers import READ_TIMEOUT, PeerLimits, peer_host
-from .framing import PcmFramer
+from .audio_out import AudioOut
 from .reader import FrameTimeout, ProtocolError, read_event
-from .ssml_stream import Splitter, is_ssml, stream_splitter
+from .ssml_stream import is_ssml, ssml_stream_text
+from .stream import StreamReply
 
 if TYPE_CHECKING:
     from ..config import WyomingConfig
 
 _LOGGER = logging.getLogger(__name__)
 
-_WIDTH = 2  # s16le
-_CHANNELS = 1
 _ATTRIBUTION = Attribution(name="Kokoro (hexgrad)", url="https://github.com/hexgrad/kokoro")
 
 
@@ -101,25 +101,6 @@ def _normalized(event: Event) -> Event:
     return Event(type=event.type, data=data, payload=event.payload)
 
 
-@dataclass
-class _Reply:
-    """Progress of one response, so each path can end it the way HA expects."""
-
-    started: bool = False  # audio-start sent
-    failed: bool = False  # error event sent
-    frames: int = 0
-
-
-@dataclass
-class _Stream(_Reply):
-    """A synthesize-start ... synthesize-stop exchange."""
-
-    voice: str | None = None
-    error: EngineError | None = None  # from resolving the voice at synthesize-start
-    splitter: Splitter = field(default_factory=SentenceSplitter)
-    ssml: bool = False  # text_format "ssml": each sentence is an SSML document
-
-
 class WyomingHandler(AsyncEventHandler):
     """One client connection; build with ``partial(WyomingHandler, engine, settings, info,
     limits=...)`` (``limits``: the listener's connection caps, shared by its handlers)."""
@@ -143,7 +124,7 @@ class WyomingHandler(AsyncEventHandler):
         self._peer = peer_host(writer.get_extra_info("peername"))
         self._info_event = info.event()
         self._chunk_samples = max(1, int(settings.samples_per_chunk))
-        self._stream: _Stream | None = None
+        self._stream: StreamReply | None = None  # the open stream (until synthesize-stop)
         self._jobs: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -220,6 +201,8 @@ class WyomingHandler(AsyncEventHandler):
 
     async def disconnect(self) -> None:
         """Client gone (or server stopping): stop its synthesis now, not when it finishes."""
+        if self._stream is not None:
+            self._stream.cancel()  # its pieces, even if the worker has not reached it
         worker, self._worker = self._worker, None
         if worker is not None and not worker.done():
             worker.cancel()
@@ -241,8 +224,7 @@ class WyomingHandler(AsyncEventHandler):
             if stream is None:
                 _LOGGER.debug("Ignoring synthesize-chunk outside a stream")
                 return
-            for sentence in stream.splitter.add(SynthesizeChunk.from_event(event).text):
-                self._submit(partial(self._speak_sentence, stream, sentence))
+            stream.add(SynthesizeChunk.from_event(event).text)
         elif SynthesizeStop.is_type(event.type):
             self._end_stream()
         elif Ping.is_type(event.type):
@@ -259,6 +241,11 @@ class WyomingHandler(AsyncEventHandler):
             voice.language if voice is not None and voice.language else None,
         )
 
+    def _request(self, text: str, voice: str | None, *, ssml: bool = False) -> SynthesisRequest:
+        """The engine request for ``text`` (both paths: one place to adapt text);
+        ``ssml``: text_format "ssml", parsed and checked by the engine like HTTP's."""
+        return SynthesisRequest(text=text, voice=voice, ssml=ssml)
+
     def _start_stream(self, voice: SynthesizeVoice | None, text_format: object = None) -> None:
         if self._stream is not None:
             _LOGGER.warning("synthesize-start inside a stream; ending the previous stream")
@@ -271,8 +258,19 @@ class WyomingHandler(AsyncEventHandler):
             name, lang = resolved.name, resolved.lang
         except EngineError as err:
             error = err
-        splitter, ssml = stream_splitter(text_format, lang), is_ssml(text_format)
-        self._stream = _Stream(voice=name, error=error, splitter=splitter, ssml=ssml)
+        ssml = is_ssml(text_format)
+        out = AudioOut(self.write_event, self._chunk_samples)
+        self._stream = StreamReply(
+            self._engine,
+            self._settings,
+            out,
+            partial(self._request, ssml=ssml),
+            voice=name,
+            lang=lang,
+            error=error,
+            text=ssml_stream_text(lang) if ssml else None,
+        )
+        self._submit(self._stream.run)
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
@@ -280,10 +278,7 @@ class WyomingHandler(AsyncEventHandler):
             # A stop without a start: still answer, so the client isn't left waiting.
             self._submit(partial(self.write_event, SynthesizeStopped().event()))
             return
-        rest = stream.splitter.finish()
-        if rest:
-            self._submit(partial(self._speak_sentence, stream, rest))
-        self._submit(partial(self._finish_stream, stream))
+        stream.finish()
 
     def _submit(self, job: Callable[[], Awaitable[None]]) -> None:
         """Queue work for this connection's worker; jobs run strictly in order."""
@@ -305,87 +300,23 @@ class WyomingHandler(AsyncEventHandler):
 
     async def _synthesize(self, request: Synthesize) -> None:
         """Non-streaming request: [audio-start, audio-chunk*], exactly one audio-stop."""
-        reply = _Reply()
+        out = AudioOut(self.write_event, self._chunk_samples)
         try:
             voice = self._resolve_voice(request.voice).name
             _LOGGER.debug("synthesize: voice=%s, %d chars", voice, len(request.text))
             ssml = is_ssml(request.text_format)
-            await self._speak(reply, SynthesisRequest(text=request.text, voice=voice, ssml=ssml))
+            prepared = self._engine.prepare(self._request(request.text, voice, ssml=ssml))
+            await out.start()  # after the validation: a refused request has no audio
+            framer = out.framer()
+            # interactive: HA does not retry, so it is queued (ahead of bulk HTTP work)
+            # while the wait stays under engine.limits.interactive_max_wait_s
+            audio = self._engine.synthesize(prepared, interactive=True)
+            async with contextlib.aclosing(audio):  # closing drops queued work
+                async for samples in audio:
+                    await out.samples(framer, samples)
+            await out.flush(framer)
         except Exception as err:
-            await self._report(reply, err)
-        if not reply.failed and reply.frames == 0:
-            await self._send_error(reply, "The text produced no audio", EmptyText.code)
+            await out.report(err)
+        if not out.failed and out.frames == 0:
+            await out.error("The text produced no audio", EmptyText.code)
         await self.write_event(AudioStop().event())
-
-    async def _speak_sentence(self, stream: _Stream, text: str) -> None:
-        """One finished sentence of a stream; after an error the rest is skipped."""
-        if stream.failed:
-            return
-        try:
-            if stream.error is not None:
-                raise stream.error
-            _LOGGER.debug("stream sentence: voice=%s, %d chars", stream.voice, len(text))
-            request = SynthesisRequest(text=text, voice=stream.voice, ssml=stream.ssml)
-            await self._speak(stream, request)
-        except EmptyText:
-            _LOGGER.debug("Skipping a sentence with nothing to speak: %r", text)
-        except Exception as err:
-            await self._report(stream, err)
-
-    async def _finish_stream(self, stream: _Stream) -> None:
-        """After the last sentence: audio-stop if audio started, then synthesize-stopped."""
-        if not stream.failed:
-            if stream.error is not None:
-                await self._report(stream, stream.error)
-            elif stream.frames == 0:
-                await self._send_error(stream, "The text produced no audio", EmptyText.code)
-        if stream.started:
-            await self.write_event(AudioStop().event())
-        await self.write_event(SynthesizeStopped().event())
-
-    async def _speak(self, reply: _Reply, request: SynthesisRequest) -> None:
-        """Validate, open the audio once per reply, then forward audio as it is made."""
-        prepared = self._engine.prepare(request)  # raises before audio-start: a clean end
-        # a stream's later sentences continue a reply the listener already hears
-        admitted = reply.started
-        if not reply.started:
-            start = AudioStart(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS)
-            await self.write_event(start.event())
-            reply.started = True
-        framer = PcmFramer(self._chunk_samples)  # s16le frames of samples_per_chunk
-        # interactive: HA does not retry, so it is queued (ahead of bulk HTTP work) while
-        # the wait stays under engine.limits.interactive_max_wait_s, not refused
-        audio = self._engine.synthesize(  # no second validation
-            prepared, interactive=True, admitted=admitted
-        )
-        try:
-            async for samples in audio:
-                for pcm in framer.push(samples):
-                    await self._send_audio(reply, pcm)
-        finally:
-            aclose = getattr(audio, "aclose", None)
-            if aclose is not None:
-                await aclose()  # lets the engine drop queued work for this request
-        tail = framer.flush()
-        if tail:
-            await self._send_audio(reply, tail)
-
-    async def _send_audio(self, reply: _Reply, pcm: bytes) -> None:
-        chunk = AudioChunk(rate=SAMPLE_RATE, width=_WIDTH, channels=_CHANNELS, audio=pcm)
-        await self.write_event(chunk.event())
-        reply.frames += len(pcm) // (_WIDTH * _CHANNELS)
-
-    async def _report(self, reply: _Reply, err: Exception) -> None:
-        """Turn a failure into one error event; a vanished client stops the worker instead."""
-        if isinstance(err, ConnectionError):
-            raise err
-        if isinstance(err, EngineError):
-            _LOGGER.info("Request refused (%s): %s", err.code, err.message)
-            await self._send_error(reply, err.message, err.code)
-        else:
-            _LOGGER.error("Synthesis failed", exc_info=err)
-            await self._send_error(reply, f"Internal error: {type(err).__name__}", "internal_error")
-
-    async def _send_error(self, reply: _Reply, text: str, code: str) -> None:
-        await self.write_event(Error(text=text, code=code).event())
-        reply.failed = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -51,10 +52,15 @@ class SpeechStream:
         seq: int,
         trace: RequestTrace,
         urgency: Urgency | None = None,
+        needed_at: Callable[[], float] | None = None,
     ) -> None:
         self.prep = prep
         # when its jobs are due: the first audio's, and how early the later ones are
         self.urgency = urgency or Urgency()
+        # When its listener needs its first audio (``time.monotonic``), if not on arrival:
+        # a later sentence of a Wyoming stream is needed when the audio before it runs out
+        self.needed_at = needed_at
+        self._needed_floor = -math.inf
         self.plan = plan
         self.start_render = start_render
         self.seq = seq  # arrival order: ties in the scheduler go to the older request
@@ -157,6 +163,14 @@ class SpeechStream:
             self.playing = True
         self.trace.chunk()
 
+    def needed_origin(self) -> float:
+        """``needed_at`` as a deadline origin: never earlier than it was (the scheduler's
+        heap relies on origins that only move later; an estimate of the audio ahead that
+        shrinks would otherwise move it back)."""
+        assert self.needed_at is not None
+        self._needed_floor = max(self._needed_floor, self.needed_at())
+        return self._needed_floor
+
     def deadline_origin(self) -> float:
         """What a job's place in the audio is counted from (read by worker threads): until
         the first chunk is out, the moment the first audio is due (its arrival, or the
@@ -246,6 +260,8 @@ class _Deadline:
         position = stream.position_of(self.render) + seconds
         seq = float(stream.seq)
         urgency = stream.urgency
+        if stream.needed_at is not None:  # the caller's timeline (a Wyoming stream's piece)
+            return Priority(position - urgency.lead, seq, stream.needed_origin, urgency.interactive)
         if position <= 0:
             # the first audio is due by its arrival (or its promise), whatever happens later
             return Priority(stream.t0 + urgency.first_due, seq, None, urgency.interactive)
