@@ -18,6 +18,7 @@ WeightsMode = Literal["auto", "keep", "fp32", "q8", "q4"]
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 IoBinding = Literal["auto", "on", "off"]
 Strategy = Literal["adaptive", "sentence", "phrase", "chunk"]
+Int8Convolutions = Literal["auto", "on", "off"]
 
 DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
 
@@ -84,6 +85,9 @@ class DecoderConfig:
     context: int = 4  # frames decoded on each side of a window and thrown away
     window_lookahead: int = 3  # windows a stream keeps queued ahead of its reader
     calibrate_voices: tuple[str, ...] = ()  # norm priors built at startup (+ default voice)
+    # int8-weight rewrite of the split graphs' convolutions (model/windowed/int8conv.py):
+    # auto = used where a one-time micro-benchmark finds it faster; on = always; off = never
+    int8_convolutions: Int8Convolutions = "auto"
 
 
 @dataclass(frozen=True)
