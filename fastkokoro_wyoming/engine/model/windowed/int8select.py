@@ -16,8 +16,9 @@ A derivation step after :func:`.graphs.derive`: :mod:`.int8conv` rewrites ``fron
   (no AMX): generator 1.9-2.0x, fr 2.4x, front 1.3x at one thread.
 
 Both results are cached in ``int8/meta.json`` with the machine's signature (CPU model and
-flags, onnxruntime version): on another CPU or runtime the timing (not the rewrite) is
-redone, a few seconds once. The priors and the stats graph keep using the unmodified graphs.
+flags, onnxruntime version): on another CPU or runtime the check and the timing (not the
+rewrite) are redone, a few seconds once. The priors and the stats graph keep using the
+unmodified graphs.
 """
 
 from __future__ import annotations
@@ -79,15 +80,15 @@ def with_int8(graphs: WindowedGraphs, mode: str = "auto") -> WindowedGraphs:
     out = graphs.directory / "int8"
     try:
         meta = _load_or_build(graphs, out)
+        sig = machine_signature()
+        if meta.get("signature") != sig:
+            meta = _retime(graphs, out, meta, sig)
     except Exception as err:  # noqa: BLE001 - an optimisation: never stop the engine for it
         _LOGGER.warning("int8 convolutions off: %s", err)
         return graphs
     if not meta.get("passed"):
         _LOGGER.warning("int8 convolutions off: %s", meta.get("reason", "check failed"))
         return graphs
-    sig = machine_signature()
-    if mode == "auto" and meta.get("signature") != sig:
-        meta = _retime(graphs, out, meta, sig)
     speed = meta.get("speedup", {})
     use = tuple(n for n in REWRITTEN if mode == "on" or speed.get(n, 0.0) >= MIN_SPEEDUP)
     _LOGGER.info(
@@ -126,9 +127,9 @@ def _load_or_build(graphs: WindowedGraphs, out: Path) -> dict[str, Any]:
         meta: dict[str, Any] = {"format": FORMAT_VERSION, "rewritten": counts}
         probe = _probe(graphs)
         meta.update(_check(graphs, tmp, probe))
+        meta["signature"] = machine_signature()
         if meta["passed"]:
             meta.update(_time(graphs, tmp, probe))
-            meta["signature"] = machine_signature()
         meta["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         shutil.rmtree(out, ignore_errors=True)
@@ -140,8 +141,12 @@ def _load_or_build(graphs: WindowedGraphs, out: Path) -> dict[str, Any]:
 
 
 def _retime(graphs: WindowedGraphs, out: Path, meta: dict[str, Any], sig: str) -> dict[str, Any]:
-    """Another CPU or onnxruntime than the one the cache was timed on: time again."""
-    meta = {**meta, **_time(graphs, out, _probe(graphs)), "signature": sig}
+    """Another CPU or onnxruntime than the one the cache was made on (kernels, and so
+    rounding and speed, differ): check and time again, a few seconds once."""
+    probe = _probe(graphs)
+    meta = {**meta, **_check(graphs, out, probe), "signature": sig}
+    if meta["passed"]:
+        meta.update(_time(graphs, out, probe))
     tmp = out / f"meta.json.tmp{os.getpid()}"
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, out / "meta.json")
