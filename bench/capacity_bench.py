@@ -8,7 +8,10 @@ server and case: first audio p50/p90, audio-s per wall-s for all clients togethe
 ratio to fastkokoro's in the same round.
 
     uv run --extra cpu python bench/capacity_bench.py [--texts medium,long] [--clients 1,4,8]
-        [--main /work/main] [--rounds 1] [--off]   # --off: also this branch, int8 off
+        [--main /work/main] [--rounds 1] [--splits 1x2,2x1] [--off] [--skip-anchor]
+    (--off: also this branch with int8 off; --splits: this branch with each scheduler
+    workers x intra-op threads split, so the split and the int8 rewrite are measured in one
+    interleaved run)
 """
 
 from __future__ import annotations
@@ -48,12 +51,20 @@ async def main() -> None:
     parser.add_argument("--clients", default="1,4,8")
     parser.add_argument("--main", default=str(ROOT.parent.parent / "main"))
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--splits", default="1x2", help="this branch: workers x threads, ...")
     parser.add_argument("--off", action="store_true", help="also this branch with int8 off")
+    parser.add_argument(
+        "--skip-anchor", action="store_true", help="no fastkokoro: ratios to the last server"
+    )
     args = parser.parse_args()
     model, voices = assets()
     logs = Path(tempfile.mkdtemp(prefix="fk-capacity-"))
-    servers = [start_ours(model, voices, 18990, logs / "int8.log", UNLIMITED)]
-    servers[0].name = "this branch (int8 auto)"
+    servers = []
+    for i, split in enumerate(args.splits.split(",")):  # this branch, int8 auto
+        w, t = split.split("x")
+        flags = (*UNLIMITED, "--engine-runtime-workers", w, "--engine-runtime-intra-op-threads", t)
+        servers.append(start_ours(model, voices, 18980 + i, logs / f"int8-{split}.log", flags))
+        servers[-1].name = f"this branch, {w} x {t}"
     if args.off:
         off = start_ours(
             model,
@@ -66,7 +77,8 @@ async def main() -> None:
         servers.append(off)
     if Path(args.main, "fastkokoro_wyoming").is_dir():
         servers.append(start_tree(Path(args.main), "main", model, voices, 18992, logs / "m.log"))
-    servers.append(start_anchor(model, voices, 18993, logs / "anchor.log"))
+    if not args.skip_anchor:  # its first start installs fastkokoro 0.7.0 (minutes)
+        servers.append(start_anchor(model, voices, 18993, logs / "anchor.log"))
     print(f"logs in {logs}; os.cpu_count()={os.cpu_count()}; load avg {os.getloadavg()}")
     results: dict[tuple[str, str, int], list[dict[str, float]]] = defaultdict(list)
     try:
@@ -77,7 +89,7 @@ async def main() -> None:
         cases = [(t, int(n)) for t in args.texts.split(",") for n in args.clients.split(",")]
         print(
             "\n| server | text | clients | first audio p50 s | p90 s | audio-s/wall-s "
-            "| ÷ fastkokoro (same rounds) | peak RSS MB |"
+            f"| ÷ {servers[-1].name} (same rounds) | peak RSS MB |"
         )
         print("|---|---|---|---|---|---|---|---|")
         for text, n in cases:  # printed as each case ends: a cut-short run keeps its rows

@@ -43,6 +43,7 @@ def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
             provider_options=rt.provider_options,
             intra_op_threads=rt.intra_op_threads,
             inter_op_threads=rt.inter_op_threads,
+            workers=rt.workers,
             graph_optimization=rt.graph_optimization,
             cache_dir=Path(cfg.model.cache_dir).expanduser(),
             profile_dir=Path(rt.profile_dir).expanduser() if rt.profile_dir else None,
@@ -64,7 +65,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
     session = KokoroSession.open(model, settings)
     voices = VoiceStore.load(files.voices, languages)
     g2p = G2P(languages)
-    scheduler = Scheduler(cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue)
+    scheduler = Scheduler(settings.workers, cfg.limits.max_queue)  # resolved: cpu_split
     windowed = None
     if cfg.decoder.streaming and session.contract.kind == "classic":
         windowed = _open_windowed(cfg, model, cache_dir, settings, scheduler, voices)
