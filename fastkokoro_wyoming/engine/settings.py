@@ -52,10 +52,10 @@ class RuntimeConfig:
 
     providers: tuple[str, ...] = ("cpu",)  # ordered; cpu, cuda, tensorrt, auto
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
+    intra_op_threads: int = 0  # 0: auto (model/runtime.py cpu_split)
     inter_op_threads: int = 1
     graph_optimization: GraphOptimization = "all"
-    workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
+    workers: int = 0  # model calls run at once; 0: auto (one per core on a CPU, 2 on a GPU)
     profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
     io_binding: IoBinding = "auto"  # auto: on for CUDA/TensorRT
     cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
