@@ -48,6 +48,7 @@ def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
             provider_options=rt.provider_options,
             intra_op_threads=rt.intra_op_threads,
             inter_op_threads=rt.inter_op_threads,
+            workers=rt.workers,
             graph_optimization=rt.graph_optimization,
             cache_dir=Path(cfg.model.cache_dir).expanduser(),
             profile_dir=Path(rt.profile_dir).expanduser() if rt.profile_dir else None,
@@ -94,9 +95,8 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
             cfg.idle_unload_s,
             lambda: scheduler.idle() and engine.active_streams == 0,
         )
-    scheduler = Scheduler(
-        cfg.runtime.workers or (2 if gpu else 1), cfg.limits.max_queue, hooks=residency
-    )
+    # workers resolved with the threads (runtime.cpu_split)
+    scheduler = Scheduler(settings.workers, cfg.limits.max_queue, hooks=residency)
     windowed = _windowed_backend(decoder, scheduler, voices) if decoder is not None else None
     engine = Engine(
         cfg,

@@ -18,6 +18,7 @@ WeightsMode = Literal["auto", "keep", "fp32", "q8", "q4"]
 GraphOptimization = Literal["disable", "basic", "extended", "all"]
 IoBinding = Literal["auto", "on", "off"]
 Strategy = Literal["adaptive", "sentence", "phrase", "chunk"]
+Int8Convolutions = Literal["auto", "on", "off"]
 
 DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
 
@@ -51,10 +52,10 @@ class RuntimeConfig:
 
     providers: tuple[str, ...] = ("cpu",)  # ordered; cpu, cuda, tensorrt, auto
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    intra_op_threads: int = 0  # 0: onnxruntime's choice (physical cores)
+    intra_op_threads: int = 0  # 0: auto (model/runtime.py cpu_split)
     inter_op_threads: int = 1
     graph_optimization: GraphOptimization = "all"
-    workers: int = 0  # model calls run at once; 0: auto (1 on a CPU, 2 on a GPU)
+    workers: int = 0  # model calls run at once; 0: auto (one per core on a CPU, 2 on a GPU)
     profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
     io_binding: IoBinding = "auto"  # auto: on for CUDA/TensorRT
     cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
@@ -84,6 +85,9 @@ class DecoderConfig:
     context: int = 4  # frames decoded on each side of a window and thrown away
     window_lookahead: int = 3  # windows a stream keeps queued ahead of its reader
     calibrate_voices: tuple[str, ...] = ()  # norm priors built at startup (+ default voice)
+    # int8-weight rewrite of the split graphs' convolutions (model/windowed/int8conv.py):
+    # auto = used where a one-time micro-benchmark finds it faster; on = always; off = never
+    int8_convolutions: Int8Convolutions = "auto"
 
 
 @dataclass(frozen=True)

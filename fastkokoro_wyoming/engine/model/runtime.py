@@ -48,6 +48,7 @@ PROVIDER_ALIASES = {
     "rocm": "ROCMExecutionProvider",
 }
 _GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+MAX_AUTO_WORKERS = 4  # beyond, more streams at once cost memory more than they gain (unmeasured)
 _AUTO_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 # engine.runtime.graph_optimization -> ORT's enum, in the order settings lists them.
 _OPT_LEVELS = dict(
@@ -77,8 +78,9 @@ class RuntimeSettings:
 
     providers: tuple[str, ...] = ("cpu",)
     provider_options: dict[str, dict[str, Any]] | None = None
-    intra_op_threads: int = 0  # 0: onnxruntime picks (physical cores)
+    intra_op_threads: int = 0  # 0: auto (resolve_runtime: see cpu_split)
     inter_op_threads: int = 1
+    workers: int = 0  # model calls at once (the scheduler's); 0: auto (see cpu_split)
     graph_optimization: str = "all"
     cache_dir: Path | None = None  # TensorRT engine / timing cache
     profile_dir: Path | None = None  # ONNX Runtime profiling of every call, written on close
@@ -92,9 +94,40 @@ class RuntimeSettings:
 
 
 def resolve_runtime(settings: RuntimeSettings) -> RuntimeSettings:
-    """The one place providers are resolved (fallbacks warned once): every session the
-    engine opens, the model's and the windowed decoder's, uses the result."""
-    return replace(settings, providers=tuple(available_providers(settings)), resolved=True)
+    """The one place providers, workers and threads are resolved (fallbacks warned once):
+    every session the engine opens, the model's and the windowed decoder's, uses the result."""
+    providers = tuple(available_providers(settings))
+    workers, threads = cpu_split(
+        settings.workers, settings.intra_op_threads, providers[0] in _GPU_PROVIDERS
+    )
+    return replace(
+        settings, providers=providers, workers=workers, intra_op_threads=threads, resolved=True
+    )
+
+
+def cpu_split(workers: int, threads: int, gpu: bool, cpus: int | None = None) -> tuple[int, int]:
+    """(model calls at once, intra-op threads per call) for ``engine.runtime.workers`` and
+    ``intra_op_threads``, 0 meaning auto.
+
+    On a GPU the CPU only launches kernels: 2 workers x 1 thread. On a CPU, measured on 2
+    cores with the int8-weight convolutions (bench/results/capacity.md): 2 workers x 1
+    thread makes the most audio per wall second with 4 or 8 clients, since the snake's
+    ``Sin`` and the STFT stay single-threaded inside one call, and two calls at once keep
+    both cores busy; with one client its windows overlap too. So auto is one worker per
+    core, one thread each, up to :data:`MAX_AUTO_WORKERS` workers (then threads share the
+    rest). Only one of the two given: the other divides the cores by it.
+    """
+    if gpu:
+        return workers or 2, threads or 1
+    cpus = max(1, cpus or os.cpu_count() or 1)
+    if workers and threads:
+        return workers, threads
+    if workers:
+        return workers, max(1, cpus // workers)
+    if threads:
+        return max(1, cpus // threads), threads
+    auto = min(cpus, MAX_AUTO_WORKERS)
+    return auto, max(1, cpus // auto)
 
 
 def session_options(settings: RuntimeSettings) -> Any:
@@ -104,7 +137,7 @@ def session_options(settings: RuntimeSettings) -> Any:
     gpu = settings.providers[0] in _GPU_PROVIDERS
     opts = ort.SessionOptions()
     # On a GPU the CPU only launches kernels: one thread beats a spinning pool there.
-    opts.intra_op_num_threads = settings.intra_op_threads or (1 if gpu else 0)
+    opts.intra_op_num_threads = settings.intra_op_threads or (1 if gpu else 0)  # 0: ORT's
     # Memory patterns are planned per input shape; with variable-length text on a CPU
     # they only raise the peak (a 200-word request: 593 MB with them, 415 MB without).
     opts.enable_mem_pattern = gpu

@@ -203,6 +203,7 @@ def open_decoder(
             growth=settings.window_growth,
             max_frames=settings.max_window,
             fixed_shapes=fixed_shapes,
+            int8=settings.int8_convolutions,
         )
     except ImportError as err:
         _LOGGER.warning("Windowed decoding off: %s (pip install onnx); whole segments", err)

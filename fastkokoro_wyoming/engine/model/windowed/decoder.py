@@ -128,10 +128,19 @@ class WindowedDecoder:
         cache_dir: Path,
         session_options: Any = None,
         providers: Sequence[Any] | None = None,
+        int8: str = "auto",
         **kw: Any,
     ) -> WindowedDecoder:
-        """Derive (or load from ``cache_dir``) the graphs of ``model_path`` and open them."""
-        return cls(derive(model_path, cache_dir), session_options, providers, **kw)
+        """Derive (or load from ``cache_dir``) the graphs of ``model_path`` and open them;
+        on the CPU provider with the int8-weight convolutions where they pay (``int8``:
+        auto | on | off, see :mod:`.int8select`)."""
+        graphs = derive(model_path, cache_dir)
+        first = (list(providers or []) or ["CPUExecutionProvider"])[0]
+        if (first[0] if isinstance(first, tuple) else first) == "CPUExecutionProvider":
+            from .int8select import with_int8
+
+            graphs = with_int8(graphs, int8)
+        return cls(graphs, session_options, providers, **kw)
 
     def _open(self, name: str) -> Any:
         return self._ort.InferenceSession(

@@ -95,9 +95,10 @@ class WindowedGraphs:
     channels: tuple[int, ...]  # per generator norm, in input order norm00, norm01, ...
     cuts: Cuts
     verify: dict[str, float]  # derive-time check: snr_db, max_abs, frames, seconds
+    rewritten: tuple[str, ...] = ()  # loaded from directory/int8/ (int8select.py) instead
 
     def path(self, name: str) -> Path:
-        return self.directory / f"{name}.onnx"
+        return self.directory / ("int8" if name in self.rewritten else "") / f"{name}.onnx"
 
     @property
     def norm_count(self) -> int:
@@ -351,11 +352,11 @@ def _from_meta(out: Path, meta: dict[str, Any]) -> WindowedGraphs:
     )
 
 
-def _session(path: Path) -> Any:
+def _session(path: Path, threads: int = 2) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
+    opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
