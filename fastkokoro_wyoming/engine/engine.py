@@ -2,15 +2,15 @@
 
 ``Engine(...)`` only wires parts together (no I/O), so tests can pass fakes;
 ``builder.build_engine(cfg, files)`` reads the model, voices and G2P (engine/builder.py).
-:meth:`Engine.prepare` is the one validation of a request; :meth:`Engine.synthesize`
-takes its result and runs it as a :class:`SpeechStream`. G2P runs in worker threads
-and model calls in the scheduler's threads: the event loop never blocks.
+:meth:`Engine.prepare` is the one validation of a request (engine/requests.py);
+:meth:`Engine.synthesize` takes its result and runs it as a :class:`SpeechStream`. G2P
+runs in worker threads and model calls in the scheduler's threads: the event loop never
+blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import itertools
 import logging
@@ -19,21 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import (
-    EmptyText,
-    InvalidPhonemes,
-    InvalidRequest,
-    InvalidSpeed,
-    LanguageMismatch,
-    TextTooLong,
-    UnknownVoice,
-)
 from .model.runtime import KokoroSession
 from .model.voices import Voice, VoiceStore
+from .requests import Requests
 from .serving.admission import Admission
 from .serving.loudness import LoudnessTable
-from .serving.meter import Leveller, db_to_gain
-from .serving.passages import Passage, compatible, ssml_pieces
+from .serving.meter import Leveller
 from .serving.pcm import default_kernels
 from .serving.plan import Prepared, Segment, SegmentPlanner
 from .serving.renders import (
@@ -50,14 +41,10 @@ from .serving.stream import SpeechStream
 from .serving.timing import SegmentTiming, TimedChunk, approximate_durations
 from .serving.trace import RequestTrace, TraceSink
 from .settings import EngineConfig
-from .text import inline
-from .text.cleanup import Pause, clean, has_speech, split_pauses
 from .text.g2p import G2P
 from .text.languages import LanguageTable
-from .text.sentences import split_sentences
-from .text.ssml import parse_ssml
 from .text.vocab import Vocab
-from .types import MAX_SPEED, MAX_VOLUME, MIN_SPEED, SAMPLE_RATE, SynthesisRequest, VoiceInfo
+from .types import SAMPLE_RATE, SynthesisRequest, VoiceInfo
 
 if TYPE_CHECKING:  # onnx (which the split needs) is imported only when it is used
     from .model.residency import Residency
@@ -105,6 +92,14 @@ class Engine:
         self._arrivals = 0  # requests admitted so far
         self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
         self._seq = itertools.count()
+        self.requests = Requests(
+            cfg,
+            voices=voices,
+            vocab=vocab,
+            g2p=g2p,
+            languages=languages,
+            loudness=lambda: self.loudness,
+        )
 
     # --- warm-up ------------------------------------------------------------------------
 
@@ -146,109 +141,30 @@ class Engine:
         return list(self.voice_store.infos)
 
     def default_voice(self, lang: str | None = None) -> str:
-        """The voice used when a request names none: the configured default, or for a
-        language, that language's (the configured one if it speaks it)."""
-        if lang is None:
-            return self.cfg.default_voice
-        code = self.languages.resolve(lang).code
-        name = self.voice_store.default_for(code, self.cfg.default_voice)
-        if name is None:
-            raise UnknownVoice(f"no installed voice speaks {lang!r}", param="lang")
-        return name
+        """The voice used when a request names none (:meth:`Requests.default_voice`)."""
+        return self.requests.default_voice(lang)
 
     def voice_for(self, voice: str | None, lang: str | None = None) -> Voice:
-        """The one default-voice rule: a named voice (or blend), else ``lang``'s default,
-        else the configured default. Raises UnknownVoice / UnknownLanguage."""
-        code = self.languages.resolve(lang).code if lang else None
-        return self.voice_store.resolve(voice or self.default_voice(code))
+        """The one default-voice rule (:meth:`Requests.voice_for`)."""
+        return self.requests.voice_for(voice, lang)
 
     # --- requests -----------------------------------------------------------------------
 
     def prepare(self, req: SynthesisRequest) -> Prepared:
-        """Validate ``req`` (raises an EngineError with a code); cheap, call it on the loop.
-
-        Speed: the request's when it gives one, else the preset's (a preset voice), else 1.
-        Level: the voice's loudness gain (engine.loudness_lufs) x the preset's volume x the
-        request's ``volume``, under one peak limiter."""
-        if req.speed is not None and (
-            isinstance(req.speed, bool)
-            or not isinstance(req.speed, int | float)
-            or not (MIN_SPEED <= float(req.speed) <= MAX_SPEED)
-        ):
-            raise InvalidSpeed(
-                f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}, got {req.speed!r}"
-            )
-        if (
-            isinstance(req.volume, bool)
-            or not isinstance(req.volume, int | float)
-            or not 0 <= float(req.volume) <= MAX_VOLUME
-        ):
-            raise InvalidRequest(
-                f"volume_multiplier must be a number from 0 to {MAX_VOLUME:g}, got {req.volume!r}",
-                param="volume_multiplier",
-            )
-        if not isinstance(req.text, str) or not req.text.strip():
-            raise EmptyText("input text is empty")
-        limit = self.cfg.limits.max_input_chars
-        if len(req.text) > limit:
-            raise TextTooLong(f"input is {len(req.text)} characters; the limit is {limit}")
-        lang = self.languages.resolve(req.lang) if req.lang else None
-        voice = self.voice_for(req.voice, lang.code if lang else None)
-        if lang is None:
-            lang = self.languages.resolve(voice.lang)
-        elif not self.cfg.allow_cross_language and not compatible(lang.code, voice.lang):
-            raise LanguageMismatch(
-                f"voice {voice.name!r} speaks {self.languages.resolve(voice.lang).locale}, "
-                f"not {lang.locale}; pick a {lang.locale} voice (e.g. "
-                f"{self.voice_store.default_for(lang.code)}) or set "
-                "engine.allow_cross_language"
-            )
-        speed = float(req.speed) if req.speed is not None else (voice.speed or 1.0)
-        pieces: tuple[str | Pause | Passage, ...]
-        if req.ssml:  # one parser for both front ends; errors name line and column
-            spans = parse_ssml(req.text, lang=lang.code, languages=self.languages, vocab=self.vocab)
-            pieces = ssml_pieces(
-                spans,
-                voice=voice,
-                speed=speed,
-                resolve=self.voice_store.resolve,
-                default_for=lambda code: self.voice_store.default_for(code, self.cfg.default_voice),
-            )
-        else:
-            cleaned = (p if isinstance(p, Pause) else clean(p) for p in split_pauses(req.text))
-            pieces = tuple(p for p in cleaned if isinstance(p, Pause) or has_speech(p))
-        if not pieces:
-            raise EmptyText(
-                "input has no speakable text (only symbols, emoji or control characters)"
-            )
-        for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
-            if isinstance(piece, str):
-                inline.check(piece, self.vocab)
-        loud = self.loudness is not None and self.loudness.enabled
-        gain = self.loudness.gain_for(voice) if self.loudness is not None else 1.0
-        gain *= db_to_gain(voice.volume_db) * float(req.volume)
-        level = loud or gain != 1.0
-        return Prepared(pieces, voice, lang.code, speed, req.normalize, gain=gain, level=level)
+        """Validate ``req`` (engine/requests.py; raises an EngineError with a code)."""
+        return self.requests.prepare(req)
 
     def prepare_phonemes(self, phonemes: str, voice: str | None, speed: float = 1.0) -> Prepared:
-        """:meth:`prepare` for a phoneme string (``/dev/generate_from_phonemes``): every
-        symbol must be in the model's vocabulary (InvalidPhonemes names the first that is not)."""
-        if not isinstance(phonemes, str) or not phonemes.strip():
-            raise EmptyText("phonemes are empty", param="phonemes")
-        limit = self.cfg.limits.max_input_chars
-        if len(phonemes) > limit:
-            raise TextTooLong(
-                f"phonemes are {len(phonemes)} characters; the limit is {limit}", param="phonemes"
-            )
-        phonemes = " ".join(phonemes.split())
-        bad = inline.unknown_symbol(phonemes, self.vocab)
-        if bad is not None:
-            raise InvalidPhonemes(
-                f"phonemes contain {inline.describe(bad)}, which is not a Kokoro phoneme",
-                param="phonemes",
-            )
-        checked = self.prepare(SynthesisRequest("a", voice, None, speed))  # voice and speed
-        return dataclasses.replace(checked, pieces=(phonemes,), normalize=False, phonemes=True)
+        """:meth:`prepare` for a phoneme string (``/dev/generate_from_phonemes``)."""
+        return self.requests.prepare_phonemes(phonemes, voice, speed)
+
+    def phonemize(self, text: str, lang: str) -> str:
+        """The phonemes the model would get for ``text``; blocking (G2P)."""
+        return self.requests.phonemize(text, lang)
+
+    def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]:
+        """:meth:`phonemize` and the model's ids (``/dev/phonemize``); blocking."""
+        return self.requests.phonemize_ids(text, lang)
 
     @property
     def active_streams(self) -> int:
@@ -429,26 +345,3 @@ class Engine:
             durations = approximate_durations(len(seg.ids), audio, spf)
         start, stop = seg.join_bounds(audio)
         return WholeAudio(audio[start:stop], SegmentTiming(durations, spf, start))
-
-    def phonemize(self, text: str, lang: str) -> str:
-        """The phonemes the model would get for ``text`` (lexicon and inline spans applied;
-        pauses left out). Blocking (G2P): call it in a worker thread. Raises InvalidRequest."""
-        code = self.languages.resolve(lang).code
-        if not isinstance(text, str) or not text.strip():
-            raise EmptyText("text is empty", param="text")
-        limit = self.cfg.limits.max_input_chars
-        if len(text) > limit:
-            raise TextTooLong(f"text is {len(text)} characters; the limit is {limit}", param="text")
-        pieces = [clean(p) for p in split_pauses(text) if isinstance(p, str)]
-        for piece in pieces:
-            inline.check(piece, self.vocab, param="text")
-        return " ".join(
-            self.vocab.keep(self.g2p.phonemize(s, code))
-            for piece in pieces
-            for s in split_sentences(piece, code)
-        )
-
-    def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]:
-        """:meth:`phonemize` and the model's ids for those phonemes (``/dev/phonemize``)."""
-        phonemes = self.phonemize(text, lang)
-        return phonemes, self.vocab.encode(phonemes)
