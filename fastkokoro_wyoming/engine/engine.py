@@ -90,7 +90,6 @@ class Engine:
         self.scheduler = scheduler
         self.languages = languages
         self.traces = traces  # per-request timings, when profiling is on
-        self.ready = False
         self._streams: set[SpeechStream] = set()
         self._arrivals = 0  # requests admitted so far
         self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
@@ -111,6 +110,8 @@ class Engine:
     def close(self) -> None:
         if self.residency is not None:
             self.residency.close()
+        if self.windowed is not None:  # no new background job once the scheduler closes
+            self.windowed.close()
         self.scheduler.close()
         trace = self.session.end_profiling()
         if trace:
@@ -119,6 +120,11 @@ class Engine:
     @property
     def provider(self) -> str:
         return self.session.provider
+
+    @property
+    def preparing(self) -> list[dict[str, object]]:
+        """One-time work still under way in the background (``/health`` lists it)."""
+        return list(self.windowed.preparing()) if self.windowed is not None else []
 
     @functools.cached_property
     def planner(self) -> SegmentPlanner:
@@ -279,8 +285,8 @@ class Engine:
         """Queue ``seg``'s work: windowed when the model was split and the voice's norm
         priors are ready, else one whole call."""
         priors = self.windowed.priors_for(prep.voice) if self.windowed is not None else None
-        if priors is not None and self.windowed is not None:
-            decoder = self.windowed.decoder
+        decoder = self.windowed.decoder if self.windowed is not None else None
+        if priors is not None and decoder is not None:
             style = prep.voice.style_for(len(seg.ids))
             stats = priors.for_ids(len(seg.ids))
 
@@ -342,8 +348,9 @@ class Engine:
         for a classic model the split model's front graph (~5 % of a call) predicts the
         same ones; without it they are estimated from the audio (timing.py)."""
         audio, durations, spf = self.session.run_timed(seg.ids, style, speed, options)
-        if durations is None and self.windowed is not None:
-            durations = self.windowed.decoder.durations(seg.ids, style, speed, options)
+        decoder = self.windowed.decoder if self.windowed is not None else None
+        if durations is None and decoder is not None:
+            durations = decoder.durations(seg.ids, style, speed, options)
         if durations is None:
             durations = approximate_durations(len(seg.ids), audio, spf)
         start, stop = seg.join_bounds(audio)

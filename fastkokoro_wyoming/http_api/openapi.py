@@ -38,7 +38,7 @@ def _errors(*statuses: int) -> dict:
         404: "Unknown model or route.",
         413: "Request body too large.",
         500: "Internal error.",
-        503: "Busy or still loading; see `Retry-After`.",
+        503: "Busy; see `Retry-After`.",
     }
     return {str(s): _json("Error", text[s]) for s in statuses}
 
@@ -220,16 +220,27 @@ def _schemas(settings: HttpConfig) -> dict:
         "Health": {
             "type": "object",
             "properties": {
-                "status": {"type": "string", "enum": ["ok", "loading"]},
+                "status": {"type": "string", "enum": ["ok"]},
                 "model": {
                     "type": "string",
                     "enum": ["loaded", "unloaded"],
                     "description": "unloaded: closed after engine.idle_unload_s without "
                     "requests; the next request reloads it (still healthy)",
                 },
+                "preparing": {
+                    "type": "array",
+                    "description": "One-time work under way in the background (first start: "
+                    "the windowed decoder's graphs, a voice's norm priors; until then that "
+                    "voice's replies are decoded whole). task; done of total; eta_s: seconds",
+                    "items": {"type": "object", "properties": _PREPARING},
+                },
             },
         },
     }
+
+
+_PREPARING = {"task": {"type": "string"}, "done": {"type": "integer"},
+              "total": {"type": "integer"}, "eta_s": {"type": "number"}}  # fmt: skip
 
 
 def _sse_description() -> str:
@@ -357,8 +368,7 @@ def build_openapi(settings: HttpConfig) -> dict:
                     "summary": "Readiness (no auth)",
                     "operationId": "health",
                     "responses": {
-                        "200": _json("Health", "Ready"),
-                        "503": _json("Health", "Loading"),
+                        "200": _json("Health", "Serving (maybe still preparing)"),
                     },
                 }
             },

@@ -1,20 +1,26 @@
 """What the engine holds for windowed decoding: the split model and each voice's priors.
 
 The split graphs are derived once per model file and cached (graphs.py). A voice needs
-its norm priors (norm_stats.py) before its segments can be windowed: the default voice
-and ``engine.decoder.calibrate_voices`` get them at startup (from the cache, or built
-then: tens of CPU seconds, once per voice and model); any other voice is calibrated in
-the background the first time it is asked for, one short decode per scheduler job at
-the lowest priority (it runs only when no request is waiting), and is decoded whole
-until its priors are ready. A blend takes the weighted mix of its voices' priors.
+its norm priors (norm_stats.py) before its segments can be windowed. Everything that is
+not already in the cache is prepared *while the engine serves*: the builder returns as
+soon as the whole model can speak, the graphs are derived in a low-priority thread, the
+decoder's sessions are opened in one background job, and each voice (the default and
+``engine.decoder.calibrate_voices`` first, any other the first time it is asked for) is
+calibrated one short decode per scheduler job at the lowest priority, each job aborted
+the moment a request's job waits (background.py). Until a voice's priors are ready its
+segments are decoded whole; a segment is never switched midway (the choice is made when
+its render starts). A blend takes the weighted mix of its voices' priors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +29,10 @@ import numpy as np
 
 from ..model.voices import Voice, parse_blend
 from ..model.windowed.decoder import WindowedDecoder
+from ..model.windowed.graphs import WindowedGraphs
 from ..model.windowed.norm_stats import (
     DEFAULT_ANCHORS,
+    DEFAULT_TEXTS,
     NormPriors,
     StatsPool,
     calibration_ids,
@@ -32,12 +40,23 @@ from ..model.windowed.norm_stats import (
     load_or_calibrate,
     priors_path,
 )
-from ..settings import DecoderConfig
+from .background import PREEMPTED, Progress, preemptible
 from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
-IDLE = (math.inf,)  # scheduler priority of background calibration: after every request
+IDLE = (math.inf,)  # scheduler priority of background work: after every request
 MAX_BLENDS = 64
+DERIVE_SECONDS = 25.0  # typical graph derivation on 2 vCPUs, for the first estimate
+STEP_SECONDS = 1.0  # typical calibration decode, until one has been measured
+
+
+@dataclass(frozen=True)
+class DecoderSource:
+    """How to get the decoder when it is not open at build time: ``derive`` (seconds to
+    tens of seconds: a thread) gives the graphs, ``open`` their sessions (one job)."""
+
+    derive: Callable[[], WindowedGraphs]
+    open: Callable[[WindowedGraphs], WindowedDecoder]
 
 
 class WindowedBackend:
@@ -45,80 +64,190 @@ class WindowedBackend:
 
     def __init__(
         self,
-        decoder: WindowedDecoder,
+        decoder: WindowedDecoder | None,
         scheduler: Scheduler,
         voice_table: Callable[[str], tuple[np.ndarray, str]],
+        *,
+        source: DecoderSource | None = None,
+        first_voices: Sequence[str] = (),
+        loop: asyncio.AbstractEventLoop | None = None,
+        anchors: Sequence[int] = DEFAULT_ANCHORS,
+        text_count: int = DEFAULT_TEXTS,
     ) -> None:
-        self.decoder = decoder
+        """``decoder`` open already, or None and ``source`` to prepare it in the background;
+        ``first_voices`` are calibrated first; ``loop``: where background work is driven
+        from (else the loop of the first request that asks for priors)."""
         self.scheduler = scheduler
+        self.progress = Progress()
+        self.anchors = tuple(anchors)
+        self.text_count = text_count
+        self._decoder = decoder
+        self._source = source
         self._voice_table = voice_table  # name -> (style table, language code)
         self._priors: dict[str, NormPriors] = {}
         self._blends: dict[str, NormPriors] = {}
         self._calibrating: set[str] = set()
+        self._wanted: dict[str, None] = dict.fromkeys(first_voices)  # before the decoder
         self._backlog: list[_Calibration] = []  # voices waiting for background calibration
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._closed = False
+        self.disabled: str | None = None  # why windowed decoding is off, if it turned out so
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start, loop)
 
-    @classmethod
-    def open(
-        cls,
-        model: Path,
-        cache_dir: Path,
-        settings: DecoderConfig,
-        session_options: Any,
-        providers: list[Any],
-        scheduler: Scheduler,
-        voice_table: Callable[[str], tuple[np.ndarray, str]],
-        fixed_shapes: bool = False,
-    ) -> WindowedBackend | None:
-        """The backend, or None (one log line) when this model cannot be split.
+    @property
+    def decoder(self) -> WindowedDecoder | None:
+        """The split model's sessions; None while they are being prepared."""
+        return self._decoder
 
-        ``fixed_shapes``: round windows up to a handful of lengths (for GPUs: CUDA graphs,
-        TensorRT engines per shape); on a CPU exact lengths are ~30 % cheaper."""
-        try:
-            decoder = WindowedDecoder.open(
-                model,
-                cache_dir,
-                session_options,
-                providers,
-                context=settings.context,
-                first=settings.first_window,
-                growth=settings.window_growth,
-                max_frames=settings.max_window,
-                fixed_shapes=fixed_shapes,
-            )
-        except ImportError as err:
-            _LOGGER.warning("Windowed decoding off: %s (pip install onnx); whole segments", err)
-            return None
-        except ValueError as err:  # GraphNotSupported and friends
-            _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
-            return None
-        return cls(decoder, scheduler, voice_table)
+    def preparing(self) -> list[dict[str, Any]]:
+        """One-time work still under way (``/health``): what, how far, seconds left."""
+        return self.progress.pending()
 
-    def warmup(self, voice: Voice, ids: list[int]) -> None:
+    def close(self) -> None:
+        """Stop starting background work (the scheduler cancels what is queued)."""
+        with self._lock:
+            self._closed = True
+            self._backlog.clear()
+
+    # --- residency (engine.idle_unload_s) ----------------------------------------------
+
+    def unload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.unload()
+
+    def reload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.reload()
+
+    # --- warm-up ------------------------------------------------------------------------
+
+    def warmup(self, voice: Voice, ids: list[int], options: Any = None) -> None:
         """Run the plan graphs and every fixed window length once (ORT plans per shape)."""
-        style = voice.style_for(len(ids))
-        stats = self.priors_for(voice)
-        if stats is None:
+        with self._lock:  # only what is there: warm-up runs before the event loop does
+            stats = self._priors.get(voice.name)
+        if stats is None or self._decoder is None:
             return
-        plan = self.decoder.plan(ids, style, 1.0, stats.for_ids(len(ids)))
-        for core in self.decoder.window_sizes:
+        style = voice.style_for(len(ids))
+        plan = self._decoder.plan(ids, style, 1.0, stats.for_ids(len(ids)), options)
+        for core in self._decoder.window_sizes:
             if core <= plan.frames:
-                self.decoder.decode_window(plan, 0, core)
+                self._decoder.decode_window(plan, 0, core, options)
+
+    # --- the decoder, in the background --------------------------------------------------
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: calibrate the first voices; before that, if the decoder is
+        not open, derive the graphs in a low-priority thread and open them."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started, self._loop = True, loop
+        if self._decoder is not None or self._source is None:
+            self._calibrate_wanted()
+            return
+        self.progress.begin("graphs", "Deriving the windowed decoder's graphs", 1, DERIVE_SECONDS)
+        _LOGGER.info(
+            "Deriving the windowed decoder's graphs from the model (once per model file, "
+            "about %.0f s on 2 cores), in the background at low priority",
+            DERIVE_SECONDS,
+        )
+        threading.Thread(target=self._derive, name="kokoro-derive", daemon=True).start()
+
+    def _derive(self) -> None:
+        try:  # Linux: a thread is a task with its own nice value; requests keep theirs
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        t0 = time.perf_counter()
+        try:
+            assert self._source is not None
+            graphs = self._source.derive()
+        except Exception as err:  # GraphNotSupported, onnx missing, disk full
+            self._call_soon(self._give_up, f"{err}")
+            return
+        took = time.perf_counter() - t0
+        self._call_soon(self._open_decoder, graphs, took)
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop closed meanwhile: the engine is going away
+                pass
+
+    def _give_up(self, why: str) -> None:
+        self.progress.end("graphs")
+        self.disabled = why
+        _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", why)
+
+    def _open_decoder(self, graphs: WindowedGraphs, derive_seconds: float) -> None:
+        self.progress.advance("graphs", derive_seconds)
+        _LOGGER.info("Windowed graphs ready in %.1f s; opening their sessions", derive_seconds)
+        assert self._source is not None
+        source = self._source
+        if not self._submit(lambda: source.open(graphs), self._decoder_opened):
+            self.progress.end("graphs")
+
+    def _decoder_opened(self, fut: Any) -> None:
+        self.progress.end("graphs")
+        if fut.cancelled() or fut.exception() is not None:
+            self._give_up(f"{'cancelled' if fut.cancelled() else fut.exception()}")
+            return
+        self._decoder = fut.result()
+        self._calibrate_wanted()
+
+    def _calibrate_wanted(self) -> None:
+        with self._lock:
+            wanted, self._wanted = list(self._wanted), {}
+        for name in wanted:
+            self._calibrate_later(name)
+
+    def _submit(self, fn: Callable[[], Any], then: Callable[[Any], None]) -> bool:
+        """Queue a background job; False (nothing queued) once the engine is closing."""
+        with self._lock:
+            if self._closed:
+                return False
+        try:
+            job = self.scheduler.submit(fn, IDLE, admit=False, background=True)
+        except RuntimeError:  # the scheduler closed: the engine is stopping
+            return False
+        job.result.add_done_callback(then)
+        return True
 
     # --- priors -------------------------------------------------------------------------
 
-    def prepare_voice(self, name: str) -> None:
-        """Load or build ``name``'s priors now (blocking; startup)."""
+    def _key(self, name: str) -> tuple[np.ndarray, list[list[int]], Path]:
+        assert self._decoder is not None
         table, lang = self._voice_table(name)
-        priors = load_or_calibrate(self.decoder, name, table, lang)
+        texts = calibration_ids(lang, self.text_count)
+        return table, texts, priors_path(self._decoder, name, table, texts, self.anchors)
+
+    def prepare_voice(self, name: str) -> None:
+        """Load or build ``name``'s priors now (blocking; startup, decoder open)."""
+        assert self._decoder is not None
+        table, lang = self._voice_table(name)
+        priors = load_or_calibrate(
+            self._decoder, name, table, lang, anchors=self.anchors, text_count=self.text_count
+        )
         with self._lock:
             self._priors[name] = priors
 
+    def has_cached_priors(self, name: str) -> bool:
+        """``name``'s priors are on disk (loading them takes milliseconds)."""
+        return self._decoder is not None and self._key(name)[2].is_file()
+
+    def has_priors(self, name: str) -> bool:
+        """``name``'s priors are loaded (nothing is started if they are not)."""
+        with self._lock:
+            return name in self._priors
+
     def forget(self, name: str) -> None:
         """Drop ``name``'s priors from memory and disk (they are rebuilt on next use)."""
-        table, lang = self._voice_table(name)
-        path = priors_path(self.decoder, name, table, calibration_ids(lang), DEFAULT_ANCHORS)
-        path.unlink(missing_ok=True)
+        if self._decoder is not None:
+            self._key(name)[2].unlink(missing_ok=True)
         with self._lock:
             self._priors.pop(name, None)
             self._blends.clear()
@@ -146,66 +275,117 @@ class WindowedBackend:
 
     def _calibrate_later(self, name: str) -> None:
         """Queue ``name``'s calibration (cache first, if present). Voices are calibrated
-        one at a time, one short decode per background job at idle priority, so at most
-        one such job waits and a request never queues behind more than one."""
+        one at a time, one short decode per preemptible background job at idle priority,
+        so at most one such job waits and a request never waits behind one."""
+        if self._decoder is None or not self._started:
+            if self.disabled is None:
+                with self._lock:
+                    self._wanted.setdefault(name)
+                if not self._started:  # built without a loop: start from this request's
+                    try:
+                        self._start(asyncio.get_running_loop())
+                    except RuntimeError:
+                        pass
+            return
         with self._lock:
-            if name in self._calibrating or name in self._priors:
+            if name in self._calibrating or name in self._priors or self._closed:
                 return
             self._calibrating.add(name)
-        table, lang = self._voice_table(name)
-        texts = calibration_ids(lang)
-        path = priors_path(self.decoder, name, table, texts, DEFAULT_ANCHORS)
+        table, texts, path = self._key(name)
         if path.is_file():
-            self._done(name, NormPriors.load(path))
-            return
+            try:
+                self._done(name, NormPriors.load(path))
+                return
+            except (OSError, ValueError, KeyError):
+                _LOGGER.warning("Ignoring unreadable norm priors %s", path)
         styles = np.asarray(table, np.float32).reshape(-1, table.shape[-1])
-        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(DEFAULT_ANCHORS)
+        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(self.anchors)
                  for ids in texts]  # fmt: skip
+        cal = _Calibration(name, path, steps, StatsPool(self.anchors))
         with self._lock:
-            self._backlog.append(_Calibration(name, path, steps, StatsPool(DEFAULT_ANCHORS)))
+            self._backlog.append(cal)
             idle = len(self._backlog) == 1
+        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", len(steps), STEP_SECONDS)
         if idle:
-            _LOGGER.info("Building norm priors for %s in the background", name)
-            self._next_step()
+            self._begin(cal)
+
+    def _begin(self, cal: _Calibration) -> None:
+        cal.started = time.perf_counter()
+        _LOGGER.info(
+            "Building norm priors for %s in the background (%d decodes at idle priority); "
+            "its segments are decoded whole until then",
+            cal.name,
+            len(cal.steps),
+        )
+        self._next_step()
 
     def _next_step(self) -> None:
         """Submit the head calibration's next decode (called on the event loop)."""
         with self._lock:
-            if not self._backlog:
+            if not self._backlog or self._closed:
                 return
             cal = self._backlog[0]
             anchor, ids, style = cal.steps[cal.done]
-        job = self.scheduler.submit(
-            lambda: self._stats(ids, style), IDLE, admit=False, background=True
+        decoder = self._decoder
+        assert decoder is not None
+        job = preemptible(
+            lambda options: self._stats(decoder, ids, style, options),
+            decoder.run_options,
+            lambda: self.scheduler.queued > 0,
         )
-        job.result.add_done_callback(lambda fut: self._collect(cal, anchor, fut))
+        if not self._submit(job, lambda fut: self._collect(cal, anchor, fut)):
+            self.close()
 
-    def _stats(self, ids: list[int], style: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        xgen, f0, phase, _ = self.decoder.analyse(ids, style, 1.0)
-        stats = self.decoder.exact_stats(xgen, f0, phase, style)
-        mean, var = flatten_stats(stats, self.decoder.graphs.norm_count)
-        return int(xgen.shape[-1]), mean, var
+    @staticmethod
+    def _stats(
+        decoder: WindowedDecoder, ids: list[int], style: np.ndarray, options: Any
+    ) -> tuple[float, int, np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        xgen, f0, phase, _ = decoder.analyse(ids, style, 1.0, options)
+        stats = decoder.exact_stats(xgen, f0, phase, style, options)
+        mean, var = flatten_stats(stats, decoder.graphs.norm_count)
+        return time.perf_counter() - t0, int(xgen.shape[-1]), mean, var
 
     def _collect(self, cal: _Calibration, anchor: int, fut: Any) -> None:
-        failed = fut.cancelled() or fut.exception() is not None
-        if failed:
-            err = "cancelled" if fut.cancelled() else fut.exception()
-            _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
-        else:
-            cal.pool.add(anchor, *fut.result())
+        with self._lock:
+            closed = self._closed
+        if closed or fut.cancelled():  # the engine is stopping: nothing to report
+            return
+        key = f"priors:{cal.name}"
+        err = fut.exception()
+        if err is None and fut.result() is PREEMPTED:
+            cal.preempted += 1
+            self._next_step()  # the same decode again, once no request waits
+            return
+        if err is None:
+            took, frames, mean, var = fut.result()
+            cal.pool.add(anchor, frames, mean, var)
             cal.done += 1  # on the event loop: no lock needed for the count
-        if failed or cal.done == len(cal.steps):
-            if not failed:
-                priors = cal.pool.priors(cal.name, self.decoder.graphs.channels)
+            self.progress.advance(key, took, log_every=max(1, len(cal.steps) // 3))
+        else:
+            _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
+        if err is not None or cal.done == len(cal.steps):
+            self.progress.end(key)
+            if err is None:
+                priors = cal.pool.priors(cal.name, cal.pool_channels(self._decoder))
                 priors.save(cal.path)
                 self._done(cal.name, priors)
-                _LOGGER.info("Norm priors for %s ready: its segments are now windowed", cal.name)
+                _LOGGER.info(
+                    "Norm priors for %s ready in %.1f s (%d decodes, %d preempted by "
+                    "requests): its segments are now windowed",
+                    cal.name,
+                    time.perf_counter() - cal.started,
+                    len(cal.steps),
+                    cal.preempted,
+                )
             with self._lock:
                 self._calibrating.discard(cal.name)
-                self._backlog.pop(0)
-                more = bool(self._backlog)
-            if more:
-                _LOGGER.info("Building norm priors for %s in the background", self._backlog[0].name)
+                if self._backlog and self._backlog[0] is cal:
+                    self._backlog.pop(0)
+                head = self._backlog[0] if self._backlog else None
+            if head is not None:
+                self._begin(head)
+            return
         self._next_step()
 
     def _done(self, name: str, priors: NormPriors) -> None:
@@ -224,3 +404,10 @@ class _Calibration:
     steps: list[tuple[int, list[int], np.ndarray]]  # (anchor index, ids, style row)
     pool: StatsPool
     done: int = 0
+    preempted: int = 0
+    started: float = 0.0
+
+    @staticmethod
+    def pool_channels(decoder: WindowedDecoder | None) -> tuple[int, ...]:
+        assert decoder is not None
+        return decoder.graphs.channels

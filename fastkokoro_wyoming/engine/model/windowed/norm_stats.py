@@ -38,6 +38,7 @@ STYLE_ROWS = 510
 # (sentences of 10-200 phonemes). Interpolating between them costs < 0.1 dB log-mel against
 # calibrating the exact row (bench/windowed_quality.py); each anchor costs ~5 s of CPU.
 DEFAULT_ANCHORS = (8, 48, 128, 256, 509)
+DEFAULT_TEXTS = 3  # calibration texts per anchor
 FORMAT_VERSION = 1
 
 # Calibration texts (phonemes, what misaki/espeak give for them): a question, a statement
@@ -256,7 +257,7 @@ def load_or_calibrate(
     *,
     texts: Sequence[Sequence[int]] | None = None,
     anchors: Sequence[int] = DEFAULT_ANCHORS,
-    text_count: int = 3,
+    text_count: int = DEFAULT_TEXTS,
 ) -> NormPriors:
     """The voice's priors from the cache, or calibrated now and saved (tens of CPU seconds:
     run it in the background, or at load for the configured voices)."""
