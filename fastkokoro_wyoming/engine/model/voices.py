@@ -180,7 +180,10 @@ class VoiceStore:
         where = f" in {spec!r}" if spec and spec != name else ""
         close = [n for n in self.names if n.split("_")[-1] == name.split("_")[-1]]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return f"unknown voice {name!r}{where}{hint} ({len(self._styles)} voices installed)"
+        # what can be asked for: the catalog, plus voices without a Kokoro name (usable,
+        # unlisted); not the installed voices of languages this install cannot speak
+        offered = len(self.infos) + len(self._styles) - len(self._all)
+        return f"unknown voice {name!r}{where}{hint} ({offered} voices available)"
 
 
 def load_style_tables(path: Path) -> dict[str, np.ndarray]:

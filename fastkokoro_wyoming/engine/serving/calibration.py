@@ -107,7 +107,8 @@ class WindowedBackend:
         return self.progress.pending()
 
     def close(self) -> None:
-        """Stop starting background work (the scheduler cancels what is queued)."""
+        """Stop starting background work and abort the decode running (the scheduler
+        cancels what is queued)."""
         with self._lock:
             self._closed = True
             self._backlog.clear()
@@ -331,7 +332,7 @@ class WindowedBackend:
         job = preemptible(
             lambda options: self._stats(decoder, ids, style, options),
             decoder.run_options,
-            lambda: self.scheduler.queued > 0,
+            lambda: self._closed or self.scheduler.queued > 0,  # closing aborts it too
         )
         if not self._submit(job, lambda fut: self._collect(cal, anchor, fut)):
             self.close()

@@ -148,6 +148,33 @@ class NormPriors:
             )
 
 
+def transfer_priors(reference: NormPriors, measured: NormPriors) -> NormPriors:
+    """``measured`` (a voice calibrated at a few anchors) on ``reference``'s rows, with
+    the reference voice's row curve between and beyond the measured anchors: the voice's
+    offset from the reference at each anchor is interpolated linearly over rows (constant
+    outside), the mean additively and the variance in log. The statistics move with the
+    row in much the same way for every voice, so a cheap calibration keeps the shape."""
+    if reference.channels != measured.channels:
+        raise ValueError("priors to transfer need the same model")
+    ref_at = [reference.row_stats(int(r)) for r in measured.rows]
+    flat = [flatten_stats(s, len(reference.channels)) for s in ref_at]
+    d_mean = measured.mean - np.stack([m for m, _ in flat])
+    eps = 1e-8
+    d_logvar = np.log(measured.var + eps) - np.log(np.stack([v for _, v in flat]) + eps)
+    rows = reference.rows
+    w = np.stack([np.interp(rows, measured.rows, np.eye(len(measured.rows))[k])
+                  for k in range(len(measured.rows))], axis=1)  # fmt: skip
+    mean = reference.mean + w @ d_mean
+    var = np.exp(np.log(reference.var + eps) + w @ d_logvar) - eps
+    return NormPriors(
+        measured.voice,
+        rows,
+        np.asarray(mean, np.float32),
+        np.asarray(np.maximum(var, 0.0), np.float32),
+        reference.channels,
+    )
+
+
 def split_stats(
     mean: np.ndarray, var: np.ndarray, channels: Sequence[int]
 ) -> dict[str, np.ndarray]:
