@@ -15,6 +15,7 @@ request never waits behind more than a few milliseconds of background work.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,32 @@ def preemptible(
             watcher.join()
 
     return job
+
+
+def in_low_priority_thread(
+    work: Callable[[], Any],
+    done: Callable[[Any, float], None],
+    failed: Callable[[Exception], None],
+) -> None:
+    """Run ``work()`` in a new thread at the lowest CPU priority (nice 19: on Linux a
+    thread is a task with its own nice value, so requests' threads keep theirs), then
+    ``done(result, seconds)`` or ``failed(error)`` in that thread. For one-time work that
+    cannot be cut into scheduler jobs (deriving the windowed graphs: onnx surgery)."""
+
+    def run() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        t0 = time.perf_counter()
+        try:
+            result = work()
+        except Exception as err:  # GraphNotSupported, onnx missing, disk full
+            failed(err)
+            return
+        done(result, time.perf_counter() - t0)
+
+    threading.Thread(target=run, name="kokoro-background", daemon=True).start()
 
 
 @dataclass

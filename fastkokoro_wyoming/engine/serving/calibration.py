@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,14 +31,18 @@ from ..model.windowed.graphs import WindowedGraphs
 from ..model.windowed.norm_stats import (
     DEFAULT_ANCHORS,
     DEFAULT_TEXTS,
+    QUICK_ANCHORS,
+    QUICK_TEXTS,
     NormPriors,
     StatsPool,
     calibration_ids,
     flatten_stats,
     load_or_calibrate,
     priors_path,
+    transfer_priors,
 )
-from .background import PREEMPTED, Progress, preemptible
+from .background import PREEMPTED, Progress, in_low_priority_thread, preemptible
+from .calibration_plan import Calibration, Plan
 from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class WindowedBackend:
         self.progress = Progress()
         self.anchors = tuple(anchors)
         self.text_count = text_count
+        self._reference = first_voices[0] if first_voices else None  # fully calibrated
         self._decoder = decoder
         self._source = source
         self._voice_table = voice_table  # name -> (style table, language code)
@@ -88,7 +91,7 @@ class WindowedBackend:
         self._blends: dict[str, NormPriors] = {}
         self._calibrating: set[str] = set()
         self._wanted: dict[str, None] = dict.fromkeys(first_voices)  # before the decoder
-        self._backlog: list[_Calibration] = []  # voices waiting for background calibration
+        self._backlog: list[Calibration] = []  # voices waiting for background calibration
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -155,22 +158,12 @@ class WindowedBackend:
             "about %.0f s on 2 cores), in the background at low priority",
             DERIVE_SECONDS,
         )
-        threading.Thread(target=self._derive, name="kokoro-derive", daemon=True).start()
-
-    def _derive(self) -> None:
-        try:  # Linux: a thread is a task with its own nice value; requests keep theirs
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
-        t0 = time.perf_counter()
-        try:
-            assert self._source is not None
-            graphs = self._source.derive()
-        except Exception as err:  # GraphNotSupported, onnx missing, disk full
-            self._call_soon(self._give_up, f"{err}")
-            return
-        took = time.perf_counter() - t0
-        self._call_soon(self._open_decoder, graphs, took)
+        assert self._source is not None
+        in_low_priority_thread(
+            self._source.derive,
+            lambda graphs, took: self._call_soon(self._open_decoder, graphs, took),
+            lambda err: self._call_soon(self._give_up, f"{err}"),
+        )
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -220,11 +213,20 @@ class WindowedBackend:
 
     # --- priors -------------------------------------------------------------------------
 
-    def _key(self, name: str) -> tuple[np.ndarray, list[list[int]], Path]:
+    def _plan(self, name: str) -> Plan:
+        """How ``name`` is calibrated: fully (the first voice, or while its priors are not
+        there), else quickly, keeping the first voice's row curve (transfer_priors)."""
         assert self._decoder is not None
         table, lang = self._voice_table(name)
         texts = calibration_ids(lang, self.text_count)
-        return table, texts, priors_path(self._decoder, name, table, texts, self.anchors)
+        with self._lock:
+            ref = self._priors.get(self._reference) if self._reference else None
+        if name == self._reference or ref is None:
+            path = priors_path(self._decoder, name, table, texts, self.anchors)
+            return Plan(table, texts, self.anchors, None, path)
+        quick = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
+        path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS, ref)
+        return Plan(table, quick, QUICK_ANCHORS, ref, path)
 
     def prepare_voice(self, name: str) -> None:
         """Load or build ``name``'s priors now (blocking; startup, decoder open)."""
@@ -238,7 +240,7 @@ class WindowedBackend:
 
     def has_cached_priors(self, name: str) -> bool:
         """``name``'s priors are on disk (loading them takes milliseconds)."""
-        return self._decoder is not None and self._key(name)[2].is_file()
+        return self._decoder is not None and self._plan(name).path.is_file()
 
     def has_priors(self, name: str) -> bool:
         """``name``'s priors are loaded (nothing is started if they are not)."""
@@ -248,7 +250,7 @@ class WindowedBackend:
     def forget(self, name: str) -> None:
         """Drop ``name``'s priors from memory and disk (they are rebuilt on next use)."""
         if self._decoder is not None:
-            self._key(name)[2].unlink(missing_ok=True)
+            self._plan(name).path.unlink(missing_ok=True)
         with self._lock:
             self._priors.pop(name, None)
             self._blends.clear()
@@ -292,17 +294,17 @@ class WindowedBackend:
             if name in self._calibrating or name in self._priors or self._closed:
                 return
             self._calibrating.add(name)
-        table, texts, path = self._key(name)
-        if path.is_file():
+        plan = self._plan(name)
+        if plan.path.is_file():
             try:
-                self._done(name, NormPriors.load(path))
+                self._done(name, NormPriors.load(plan.path))
                 return
             except (OSError, ValueError, KeyError):
-                _LOGGER.warning("Ignoring unreadable norm priors %s", path)
-        styles = np.asarray(table, np.float32).reshape(-1, table.shape[-1])
-        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(self.anchors)
-                 for ids in texts]  # fmt: skip
-        cal = _Calibration(name, path, steps, StatsPool(self.anchors))
+                _LOGGER.warning("Ignoring unreadable norm priors %s", plan.path)
+        styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
+        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
+                 for ids in plan.texts]  # fmt: skip
+        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), plan.reference)
         with self._lock:
             self._backlog.append(cal)
             idle = len(self._backlog) == 1
@@ -310,7 +312,7 @@ class WindowedBackend:
         if idle:
             self._begin(cal)
 
-    def _begin(self, cal: _Calibration) -> None:
+    def _begin(self, cal: Calibration) -> None:
         cal.started = time.perf_counter()
         _LOGGER.info(
             "Building norm priors for %s in the background (%d decodes at idle priority); "
@@ -347,7 +349,7 @@ class WindowedBackend:
         mean, var = flatten_stats(stats, decoder.graphs.norm_count)
         return time.perf_counter() - t0, int(xgen.shape[-1]), mean, var
 
-    def _collect(self, cal: _Calibration, anchor: int, fut: Any) -> None:
+    def _collect(self, cal: Calibration, anchor: int, fut: Any) -> None:
         with self._lock:
             closed = self._closed
         if closed or fut.cancelled():  # the engine is stopping: nothing to report
@@ -369,6 +371,8 @@ class WindowedBackend:
             self.progress.end(key)
             if err is None:
                 priors = cal.pool.priors(cal.name, cal.pool_channels(self._decoder))
+                if cal.reference is not None:  # the first voice's row curve between anchors
+                    priors = transfer_priors(cal.reference, priors)
                 priors.save(cal.path)
                 self._done(cal.name, priors)
                 _LOGGER.info(
@@ -394,21 +398,3 @@ class WindowedBackend:
             self._priors[name] = priors
             self._calibrating.discard(name)
             self._blends.clear()
-
-
-@dataclass
-class _Calibration:
-    """One voice's background calibration: its decodes and what they pooled so far."""
-
-    name: str
-    path: Path
-    steps: list[tuple[int, list[int], np.ndarray]]  # (anchor index, ids, style row)
-    pool: StatsPool
-    done: int = 0
-    preempted: int = 0
-    started: float = 0.0
-
-    @staticmethod
-    def pool_channels(decoder: WindowedDecoder | None) -> tuple[int, ...]:
-        assert decoder is not None
-        return decoder.graphs.channels

@@ -39,6 +39,11 @@ STYLE_ROWS = 510
 # calibrating the exact row (bench/windowed_quality.py); each anchor costs ~5 s of CPU.
 DEFAULT_ANCHORS = (8, 48, 128, 256, 509)
 DEFAULT_TEXTS = 3  # calibration texts per anchor
+# Any voice after the first (the default voice, calibrated as above): a few decodes at a
+# few anchors, the first voice's row curve kept between them (transfer_priors); chosen with
+# bench/priors_bench.py against the full calibration (bench/results/priors.md).
+QUICK_ANCHORS = (24, 128)
+QUICK_TEXTS = (1, 2)  # indices into calibration_ids(lang, DEFAULT_TEXTS)
 FORMAT_VERSION = 1
 
 # Calibration texts (phonemes, what misaki/espeak give for them): a question, a statement
@@ -266,12 +271,17 @@ def priors_path(
     table: np.ndarray,
     texts: Sequence[Sequence[int]],
     anchors: Sequence[int],
+    reference: NormPriors | None = None,
 ) -> Path:
     """``<graphs dir>/priors/<voice>-<key>.npz``: the graphs dir is keyed by the model's
-    sha256; the key covers the voice table's bytes, the texts and the anchors."""
+    sha256; the key covers the voice table's bytes, the texts, the anchors and the
+    reference priors whose row curve a quick calibration kept."""
     h = hashlib.sha256(np.ascontiguousarray(table, np.float32).tobytes())
     h.update(repr([list(map(int, t)) for t in texts]).encode())
     h.update(repr(list(map(int, anchors))).encode())
+    if reference is not None:
+        h.update(b"transfer")
+        h.update(np.ascontiguousarray(reference.mean).tobytes())
     safe = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in voice)[:80]
     return decoder.graphs.directory / "priors" / f"{safe}-{h.hexdigest()[:12]}.npz"
 
