@@ -65,7 +65,7 @@ async def first_audio(base: str, text: str, voice: str) -> float:
     raise RuntimeError("no audio")
 
 
-async def run_one(python: str, scenario: str, work: Path) -> dict:
+async def run_one(python: str, source: Path, scenario: str, work: Path) -> dict:
     model, voices = assets()
     home = work / "home"
     home.mkdir(parents=True)
@@ -95,6 +95,7 @@ async def run_one(python: str, scenario: str, work: Path) -> dict:
     proc = await asyncio.create_subprocess_exec(
         python, "-m", "fastkokoro_wyoming", "-c", str(path), "serve",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        cwd=source,  # python -m puts the checkout's own package first on the path
     )  # fmt: skip
     lines: list[tuple[float, str]] = []
     ready = asyncio.Event()
@@ -159,10 +160,12 @@ def main() -> None:
     for scenario in scenarios:
         for spec in args.checkout:
             label, path = spec.split("=", 1)
-            python = str(Path(path).resolve() / ".venv" / "bin" / "python")
+            source = Path(path).resolve()
+            venv = source / ".venv" / "bin" / "python"
+            python = str(venv) if venv.exists() else sys.executable
             with tempfile.TemporaryDirectory(prefix="startup-bench-") as tmp:
                 print(f"{scenario} / {label} ...", file=sys.stderr, flush=True)
-                r = asyncio.run(run_one(python, scenario, Path(tmp)))
+                r = asyncio.run(run_one(python, source, scenario, Path(tmp)))
             s = r["shorts"]
             others = ", ".join(f"{v} {t:.2f}" for v, t in r["others"].items())
             windowed = ", ".join(f"{v} {t:.0f}" for v, t in r["windowed_at"].items())
