@@ -198,8 +198,7 @@ def _open_windowed(
     backend = WindowedBackend(decoder, scheduler, voice_table, source=source,
                               first_voices=first, loop=loop)  # fmt: skip
     for name in first:  # cached priors now (milliseconds); the rest in the background
-        if backend.has_cached_priors(name):
-            backend.prepare_voice(name)
+        backend.load_cached(name)
     todo = [f"the norm priors of {n}" for n in first if not backend.has_priors(n)]
     if decoder is None:
         todo.insert(0, "the windowed decoder's graphs")

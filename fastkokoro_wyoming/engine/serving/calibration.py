@@ -37,7 +37,6 @@ from ..model.windowed.norm_stats import (
     StatsPool,
     calibration_ids,
     flatten_stats,
-    load_or_calibrate,
     priors_path,
     transfer_priors,
 )
@@ -91,7 +90,8 @@ class WindowedBackend:
         self._blends: dict[str, NormPriors] = {}
         self._calibrating: set[str] = set()
         self._wanted: dict[str, None] = dict.fromkeys(first_voices)  # before the decoder
-        self._backlog: list[Calibration] = []  # voices waiting for background calibration
+        self._backlog: list[str] = []  # voices waiting for background calibration, in order
+        self._current: Calibration | None = None  # the head voice's calibration under way
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -228,19 +228,17 @@ class WindowedBackend:
         path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS, ref)
         return Plan(table, quick, QUICK_ANCHORS, ref, path)
 
-    def prepare_voice(self, name: str) -> None:
-        """Load or build ``name``'s priors now (blocking; startup, decoder open)."""
-        assert self._decoder is not None
-        table, lang = self._voice_table(name)
-        priors = load_or_calibrate(
-            self._decoder, name, table, lang, anchors=self.anchors, text_count=self.text_count
-        )
-        with self._lock:
-            self._priors[name] = priors
-
-    def has_cached_priors(self, name: str) -> bool:
-        """``name``'s priors are on disk (loading them takes milliseconds)."""
-        return self._decoder is not None and self._plan(name).path.is_file()
+    def load_cached(self, name: str) -> bool:
+        """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so."""
+        if self._decoder is None:
+            return False
+        path = self._plan(name).path
+        try:
+            priors = NormPriors.load(path)
+        except (OSError, ValueError, KeyError):
+            return False
+        self._done(name, priors)
+        return True
 
     def has_priors(self, name: str) -> bool:
         """``name``'s priors are loaded (nothing is started if they are not)."""
@@ -294,40 +292,45 @@ class WindowedBackend:
             if name in self._calibrating or name in self._priors or self._closed:
                 return
             self._calibrating.add(name)
+        if self.load_cached(name):
+            return
+        with self._lock:
+            self._backlog.append(name)
+            idle = len(self._backlog) == 1
+        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", 0, STEP_SECONDS)
+        if idle:
+            self._begin(name)
+
+    def _begin(self, name: str) -> None:
+        """Start the head voice's calibration: planned now, not when it was queued, so a
+        voice asked for while the first one calibrates still gets the quick plan."""
+        if self.load_cached(name):  # the quick plan's file, now that the reference exists
+            self._finished(name)
+            return
         plan = self._plan(name)
-        if plan.path.is_file():
-            try:
-                self._done(name, NormPriors.load(plan.path))
-                return
-            except (OSError, ValueError, KeyError):
-                _LOGGER.warning("Ignoring unreadable norm priors %s", plan.path)
         styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
         steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
                  for ids in plan.texts]  # fmt: skip
         cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), plan.reference)
         with self._lock:
-            self._backlog.append(cal)
-            idle = len(self._backlog) == 1
+            self._current = cal
         self.progress.begin(f"priors:{name}", f"Norm priors for {name}", len(steps), STEP_SECONDS)
-        if idle:
-            self._begin(cal)
-
-    def _begin(self, cal: Calibration) -> None:
         cal.started = time.perf_counter()
         _LOGGER.info(
-            "Building norm priors for %s in the background (%d decodes at idle priority); "
+            "Building norm priors for %s in the background (%d decodes at idle priority%s); "
             "its segments are decoded whole until then",
-            cal.name,
-            len(cal.steps),
+            name,
+            len(steps),
+            ", the first voice's row curve kept between anchors" if plan.reference else "",
         )
         self._next_step()
 
     def _next_step(self) -> None:
         """Submit the head calibration's next decode (called on the event loop)."""
         with self._lock:
-            if not self._backlog or self._closed:
+            cal = self._current
+            if cal is None or self._closed:
                 return
-            cal = self._backlog[0]
             anchor, ids, style = cal.steps[cal.done]
         decoder = self._decoder
         assert decoder is not None
@@ -383,15 +386,21 @@ class WindowedBackend:
                     len(cal.steps),
                     cal.preempted,
                 )
-            with self._lock:
-                self._calibrating.discard(cal.name)
-                if self._backlog and self._backlog[0] is cal:
-                    self._backlog.pop(0)
-                head = self._backlog[0] if self._backlog else None
-            if head is not None:
-                self._begin(head)
+            self._finished(cal.name)
             return
         self._next_step()
+
+    def _finished(self, name: str) -> None:
+        """``name`` is done (or failed): begin the next voice in the backlog."""
+        self.progress.end(f"priors:{name}")
+        with self._lock:
+            self._calibrating.discard(name)
+            self._current = None
+            if self._backlog and self._backlog[0] == name:
+                self._backlog.pop(0)
+            head = self._backlog[0] if self._backlog and not self._closed else None
+        if head is not None:
+            self._begin(head)
 
     def _done(self, name: str, priors: NormPriors) -> None:
         with self._lock:
