@@ -53,3 +53,16 @@ def test_priors_of_another_model_are_refused() -> None:
     other = NormPriors("x", ROWS[:1], ref.mean[:1, :4], ref.var[:1, :4], (4,))
     with pytest.raises(ValueError, match="same model"):
         transfer_priors(ref, other)
+
+
+def test_voices_calibrated_at_different_anchors_still_blend() -> None:
+    """The default voice has 5 anchors, a quickly calibrated one 3: the blend is taken on
+    the union of their rows, where each curve is reproduced exactly."""
+    ref = reference()
+    quick_rows = np.asarray([24, 80, 256])
+    quick = NormPriors("am_adam", quick_rows, ref.mean[:3] + 1.0, ref.var[:3], CHANNELS)
+    mixed = NormPriors.blend([(ref, 1.0), (quick, 1.0)], "af_heart+am_adam")
+    assert list(mixed.rows) == [8, 24, 48, 80, 128, 256, 509]
+    for row in (8, 48, 100, 300):
+        want = 0.5 * ref.row_stats(row)["norm00_mean"] + 0.5 * quick.row_stats(row)["norm00_mean"]
+        np.testing.assert_allclose(mixed.row_stats(row)["norm00_mean"], want, atol=1e-5)

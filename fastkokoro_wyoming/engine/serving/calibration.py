@@ -225,8 +225,8 @@ class WindowedBackend:
             path = priors_path(self._decoder, name, table, texts, self.anchors)
             return Plan(table, texts, self.anchors, None, path)
         quick = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
-        path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS, ref)
-        return Plan(table, quick, QUICK_ANCHORS, ref, path)
+        path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS)
+        return Plan(table, quick, QUICK_ANCHORS, None, path)  # measured: no transfer
 
     def load_cached(self, name: str) -> bool:
         """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so."""
