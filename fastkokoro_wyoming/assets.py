@@ -207,7 +207,8 @@ async def load_engine(cfg: EngineConfig) -> Engine:
     """Resolve (download if needed, in a thread) the configured files, then load the
     engine on them: what the daemon, the CLI and the Python API do at startup."""
     files = await asyncio.to_thread(resolve, cfg.model)
-    return await asyncio.to_thread(build_engine, cfg, files)
+    # the loop drives what is prepared in the background (windowed decoding's first start)
+    return await asyncio.to_thread(build_engine, cfg, files, asyncio.get_running_loop())
 
 
 def load_engine_sync(cfg: EngineConfig) -> Engine:

@@ -102,7 +102,7 @@ class WyomingConfig:
     host: str = "0.0.0.0"
     port: int = 10210
     zeroconf: bool = True
-    zeroconf_name: str = "fastkokoro"
+    zeroconf_name: str = ""  # "": fastkokoro-<host name> (renamed -2, -3... on a collision)
     program_name: str = "kokoro"
     samples_per_chunk: int = 1024
     idle_timeout_s: float = 120.0  # close a connection with no event and no synthesis

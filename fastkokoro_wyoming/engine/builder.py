@@ -1,4 +1,4 @@
-"""Building the engine: model session, voices, vocabulary, G2P, warm-up.
+"""Building the engine: model session, voices, vocabulary, G2P, warm-up, windowed decoding.
 
 Kept apart from :class:`Engine` (which only serves requests) because building is
 the one slow, blocking, I/O-heavy step: it runs once, in a thread. It imports the engine,
@@ -7,7 +7,9 @@ never the other way round (``assets.load_engine`` is what callers use).
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +35,6 @@ from .text.lexicon import Lexicon
 from .text.vocab import Vocab
 
 if TYPE_CHECKING:
-    from .model.windowed.decoder import WindowedDecoder
     from .serving.calibration import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,8 +59,16 @@ def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
     )
 
 
-def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
-    """Read everything, check the default voice, warm G2P and the model; blocking."""
+def build_engine(
+    cfg: EngineConfig, files: ModelFiles, loop: asyncio.AbstractEventLoop | None = None
+) -> Engine:
+    """Read everything, check the default voice, warm G2P and the model; blocking.
+
+    Returns a finished engine as soon as the whole model can speak. What is not in the
+    cache yet (the windowed decoder's graphs, the first voices' norm priors: tens of CPU
+    seconds on a first start) is prepared in the background, driven from ``loop`` (else
+    from the first request's); until then segments are decoded whole (``/health`` lists
+    it, the log says how far it is)."""
     t0 = time.perf_counter()
     languages = LanguageTable()
     vocab = Vocab.load(files.vocab)
@@ -81,15 +90,18 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
             cfg.allow_cross_language,
         )
     )
+    try:  # a blend is a fine default too
+        voices.resolve(cfg.default_voice)
+    except UnknownVoice as err:
+        raise ConfigError(f"engine.default_voice: {err.message}") from err
     model = prepare_model(files.model, weights, cache_dir)
     session = KokoroSession.open(model, settings)
     g2p = G2P(languages, lexicon)
-    decoder = None
-    if cfg.decoder.streaming and session.contract.kind == "classic":
-        decoder = _open_decoder(cfg, model, cache_dir, settings)
+    for code in cfg.languages:
+        g2p.warm(languages.resolve(code).code)
     residency = None
+    parts: list[Reloadable] = [session]  # the windowed backend joins once it exists
     if cfg.idle_unload_s > 0:  # its hooks reload the sessions before a job: built first
-        parts: list[Reloadable] = [session] if decoder is None else [session, decoder]
         residency = Residency(
             parts,
             cfg.idle_unload_s,
@@ -97,7 +109,19 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         )
     # workers resolved with the threads (runtime.cpu_split)
     scheduler = Scheduler(settings.workers, cfg.limits.max_queue, hooks=residency)
-    windowed = _windowed_backend(decoder, scheduler, voices) if decoder is not None else None
+    windowed = None
+    if cfg.decoder.streaming and session.contract.kind == "classic":
+        windowed = _open_windowed(cfg, model, cache_dir, settings, scheduler, voices, loop)
+    if windowed is not None:
+        parts.append(windowed)  # before anything runs: residency starts below
+    if windowed is not None and all(windowed.has_priors(n) for n in _first_voices(cfg, voices)):
+        # The split graphs carry the same weights: while the default voice is windowed, the
+        # whole model only serves voices whose priors are still being built; it is reopened
+        # by the first such call (~1 s) instead of holding ~150 MB for it. (Prepared in the
+        # background instead, it stays open until the next start.)
+        session.lazy = True
+        session.unload()
+        trim_heap()
     engine = Engine(
         cfg,
         voices=voices,
@@ -110,25 +134,7 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
         windowed=windowed,
         residency=residency,
     )
-    try:  # a blend is a fine default too
-        voices.resolve(cfg.default_voice)
-    except UnknownVoice as err:
-        raise ConfigError(f"engine.default_voice: {err.message}") from err
-    for code in cfg.languages:
-        g2p.warm(languages.resolve(code).code)
-    startup_voices = (cfg.default_voice, *cfg.decoder.calibrate_voices, *voices.presets)
-    if windowed is not None:  # the presets are the voices Home Assistant will use
-        for name in dict.fromkeys(startup_voices):
-            for part in parse_blend(voices.resolve(name).blend):
-                windowed.prepare_voice(part.name)
-    if windowed is not None and windowed.priors_for(voices.resolve(cfg.default_voice)):
-        # The split graphs carry the same weights: while the default voice is windowed, the
-        # whole model only serves voices whose priors are still being built; it is reopened
-        # by the first such call (~1 s) instead of holding ~150 MB for it.
-        session.lazy = True
-        session.unload()
-        trim_heap()
-    if cfg.loudness_lufs is not None:
+    if cfg.loudness_lufs is not None:  # the presets are the voices Home Assistant will use
         engine.loudness = _loudness_table(cfg, engine, model, cache_dir)
         for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
             engine.loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
@@ -141,14 +147,18 @@ def build_engine(cfg: EngineConfig, files: ModelFiles) -> Engine:
             engine.warmup()
     if residency is not None:
         residency.start()
-    engine.ready = True
+    preparing = windowed is not None and windowed.decoder is None
     _LOGGER.info(
         "Engine ready in %.1f s: %d voices (%d speakable here), provider %s, %s decoding",
         time.perf_counter() - t0,
         len(voices.names),
         len(voices.infos),
         session.provider,
-        "windowed" if windowed is not None else "whole-segment",
+        "whole-segment (windowed once prepared)"
+        if preparing
+        else "windowed"
+        if windowed is not None
+        else "whole-segment",
     )
     return engine
 
@@ -162,15 +172,13 @@ def _loudness_table(
 
     def render(voice: Voice, ids: list[int], style: np.ndarray) -> Callable[[], np.ndarray]:
         priors = windowed.priors_for(voice) if windowed is not None else None
-        if windowed is not None and priors is not None:
-            decoder, stats = windowed.decoder, priors.for_ids(len(ids))
+        decoder = windowed.decoder if windowed is not None else None
+        if decoder is not None and priors is not None:
+            stats = priors.for_ids(len(ids))
             return lambda: decoder.decode_whole(decoder.plan(ids, style, 1.0, stats))
         return lambda: engine.session.run(ids, style, 1.0)
 
-    if windowed is not None:
-        cache = windowed.decoder.graphs.directory / "loudness.json"
-    else:
-        cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
+    cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
     english = [engine.vocab.encode(engine.phonemize(t, "a")) for t in MEASURE_TEXTS]
 
     def settled(voice: Voice) -> bool:  # windowed from now on, or never
@@ -181,38 +189,93 @@ def _loudness_table(
     )
 
 
-def _open_decoder(
-    cfg: EngineConfig, model: Path, cache_dir: Path, settings: RuntimeSettings
-) -> WindowedDecoder | None:
-    """The split model's decoder, with the same providers and options as the model's.
-    Fixed-bucket exports keep whole buckets (their graphs are not split)."""
-    try:
-        from .serving.calibration import open_decoder
-    except ImportError as err:  # onnx missing: the split needs it
-        _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", err)
-        return None
-    t0 = time.perf_counter()
-    decoder = open_decoder(
-        model,
-        cache_dir,
-        cfg.decoder,
-        session_options(settings),
-        settings.session_providers(),
-        fixed_shapes=is_gpu(settings.providers[0]),
-    )
-    if decoder is not None:
-        _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
-    return decoder
+def _first_voices(cfg: EngineConfig, voices: VoiceStore) -> list[str]:
+    """The voices whose priors are prepared first: the default's, calibrate_voices' and
+    the presets' (the voices Home Assistant will use), blends as their parts."""
+    names = dict.fromkeys((cfg.default_voice, *cfg.decoder.calibrate_voices, *voices.presets))
+    blends = (voices.resolve(n).blend for n in names)
+    return list(dict.fromkeys(p.name for b in blends for p in parse_blend(b) if p.name))
 
 
-def _windowed_backend(
-    decoder: WindowedDecoder, scheduler: Scheduler, voices: VoiceStore
-) -> WindowedBackend:
-    """The decoder and the voices' norm priors (calibrated through ``scheduler``)."""
-    from .serving.calibration import WindowedBackend  # importable: the decoder opened
+def _open_windowed(
+    cfg: EngineConfig,
+    model: Path,
+    cache_dir: Path,
+    settings: RuntimeSettings,
+    scheduler: Scheduler,
+    voices: VoiceStore,
+    loop: asyncio.AbstractEventLoop | None,
+) -> WindowedBackend | None:
+    """The split model's backend, with the same providers and options as the model's:
+    open now when its graphs are cached (a second or two), else prepared in the
+    background. Fixed-bucket exports keep whole buckets (their graphs are not split)."""
 
     def voice_table(name: str) -> tuple[np.ndarray, str]:
         voice = voices.resolve(name)
         return voice.styles, voice.lang
 
-    return WindowedBackend(decoder, scheduler, voice_table)
+    try:
+        from .model.windowed.decoder import WindowedDecoder
+        from .model.windowed.graphs import WindowedGraphs, derive
+        from .serving.calibration import DecoderSource, WindowedBackend
+    except ImportError as err:  # onnxruntime pieces missing
+        _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", err)
+        return None
+    d = cfg.decoder
+
+    cpu = not is_gpu(settings.providers[0])
+
+    def open_decoder(graphs: WindowedGraphs) -> WindowedDecoder:
+        if cpu:  # int8-weight convolutions where a one-time check finds them faster
+            from .model.windowed.int8select import with_int8
+
+            graphs = with_int8(graphs, d.int8_convolutions)
+        return WindowedDecoder(
+            graphs,
+            session_options(settings),
+            settings.session_providers(),
+            context=d.context,
+            first=d.first_window,
+            growth=d.window_growth,
+            max_frames=d.max_window,
+            fixed_shapes=not cpu,  # GPUs: a few shapes; CPU: exact lengths
+        )
+
+    first = _first_voices(cfg, voices)
+    source = DecoderSource(lambda: derive(model, cache_dir), open_decoder)
+    decoder = None
+    if graphs_cached(model, cache_dir):
+        t0 = time.perf_counter()
+        try:
+            decoder = open_decoder(derive(model, cache_dir))
+        except (ImportError, ValueError) as err:  # GraphNotSupported and friends
+            _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
+            return None
+        _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
+    backend = WindowedBackend(decoder, scheduler, voice_table, source=source,
+                              first_voices=first, loop=loop)  # fmt: skip
+    for name in first:  # cached priors now (milliseconds); the rest in the background
+        backend.load_cached(name)
+    todo = [f"the norm priors of {n}" for n in first if not backend.has_priors(n)]
+    if decoder is None:
+        todo.insert(0, "the windowed decoder's graphs")
+    if todo:
+        _LOGGER.info(
+            "First start with this model or voice: %s are prepared in the background (tens "
+            "of CPU seconds, once; kept in %s). Until then replies are decoded whole: their "
+            "first audio comes after the whole sentence (1-3 s here) instead of after 0.3 s",
+            " and ".join(todo),
+            cache_dir,
+        )
+    return backend
+
+
+def graphs_cached(model: Path, cache_dir: Path) -> bool:
+    """The windowed graphs of ``model`` are in ``cache_dir`` (graphs.derive's layout)."""
+    from .model.windowed.graphs import FORMAT_VERSION
+
+    meta = cache_dir / "windowed" / f"{Path(model).stem}-{file_digest(Path(model))}" / "meta.json"
+    try:
+        return json.loads(meta.read_text()).get("format") == FORMAT_VERSION
+    except (OSError, ValueError):
+        return False

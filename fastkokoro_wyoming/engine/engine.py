@@ -87,7 +87,6 @@ class Engine:
         self.scheduler = scheduler
         self.languages = languages
         self.traces = traces  # per-request timings, when profiling is on
-        self.ready = False
         self._streams: set[SpeechStream] = set()
         self._arrivals = 0  # requests admitted so far
         self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
@@ -116,6 +115,8 @@ class Engine:
     def close(self) -> None:
         if self.residency is not None:
             self.residency.close()
+        if self.windowed is not None:  # no new background job once the scheduler closes
+            self.windowed.close()
         self.scheduler.close()
         trace = self.session.end_profiling()
         if trace:
@@ -124,6 +125,11 @@ class Engine:
     @property
     def provider(self) -> str:
         return self.session.provider
+
+    @property
+    def preparing(self) -> list[dict[str, object]]:
+        """One-time work still under way in the background (``/health`` lists it)."""
+        return list(self.windowed.preparing()) if self.windowed is not None else []
 
     @functools.cached_property
     def planner(self) -> SegmentPlanner:
@@ -275,8 +281,8 @@ class Engine:
         voice = seg.voice or prep.voice  # an SSML <lang>/<voice>/<prosody> segment's own
         speed = seg.speed if seg.speed is not None else prep.speed
         priors = self.windowed.priors_for(voice) if self.windowed is not None else None
-        if priors is not None and self.windowed is not None:
-            decoder = self.windowed.decoder
+        decoder = self.windowed.decoder if self.windowed is not None else None
+        if priors is not None and decoder is not None:
             style = voice.style_for(len(seg.ids))
             stats = priors.for_ids(len(seg.ids))
 
@@ -339,8 +345,9 @@ class Engine:
         for a classic model the split model's front graph (~5 % of a call) predicts the
         same ones; without it they are estimated from the audio (timing.py)."""
         audio, durations, spf = self.session.run_timed(seg.ids, style, speed, options)
-        if durations is None and self.windowed is not None:
-            durations = self.windowed.decoder.durations(seg.ids, style, speed, options)
+        decoder = self.windowed.decoder if self.windowed is not None else None
+        if durations is None and decoder is not None:
+            durations = decoder.durations(seg.ids, style, speed, options)
         if durations is None:
             durations = approximate_durations(len(seg.ids), audio, spf)
         start, stop = seg.join_bounds(audio)

@@ -33,7 +33,7 @@ from fastkokoro_wyoming.audio import StreamEncoder
 from fastkokoro_wyoming.engine.serving.timing import WordTiming
 from fastkokoro_wyoming.http_api.errors import invalid, mid_stream_error
 from fastkokoro_wyoming.http_api.params import parse_speech_body
-from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json, ready_engine
+from fastkokoro_wyoming.http_api.speech import app_engine, encode_chunks, read_json
 from fastkokoro_wyoming.http_api.state import STATE_KEY
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ NDJSON = "application/x-ndjson"
 
 async def captioned_speech(request: web.Request) -> web.StreamResponse:
     """Synthesize ``input`` and say when each word is heard (see the module docstring)."""
-    engine = ready_engine(request)
+    engine = app_engine(request)
     state = request.app[STATE_KEY]
     received = time.perf_counter()
     body = await read_json(request)

@@ -37,7 +37,7 @@ def _errors(*statuses: int) -> dict:
         404: "Unknown model or route.",
         413: "Request body too large.",
         500: "Internal error.",
-        503: "Busy or still loading; see `Retry-After`.",
+        503: "Busy; see `Retry-After`.",
     }
     return {str(s): _json("Error", text[s]) for s in statuses}
 
@@ -167,8 +167,7 @@ def build_openapi(settings: HttpConfig) -> dict:
                     "summary": "Readiness (no auth)",
                     "operationId": "health",
                     "responses": {
-                        "200": _json("Health", "Ready"),
-                        "503": _json("Health", "Loading"),
+                        "200": _json("Health", "Serving (maybe still preparing)"),
                     },
                 }
             },

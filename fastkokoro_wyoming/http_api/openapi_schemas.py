@@ -205,13 +205,24 @@ def component_schemas(settings: HttpConfig) -> dict:
         "Health": {
             "type": "object",
             "properties": {
-                "status": {"type": "string", "enum": ["ok", "loading"]},
+                "status": {"type": "string", "enum": ["ok"]},
                 "model": {
                     "type": "string",
                     "enum": ["loaded", "unloaded"],
                     "description": "unloaded: closed after engine.idle_unload_s without "
                     "requests; the next request reloads it (still healthy)",
                 },
+                "preparing": {
+                    "type": "array",
+                    "description": "One-time work under way in the background (first start: "
+                    "the windowed decoder's graphs, a voice's norm priors; until then that "
+                    "voice's replies are decoded whole). task; done of total; eta_s: seconds",
+                    "items": {"type": "object", "properties": _PREPARING},
+                },
             },
         },
     }
+
+
+_PREPARING = {"task": {"type": "string"}, "done": {"type": "integer"},
+              "total": {"type": "integer"}, "eta_s": {"type": "number"}}  # fmt: skip

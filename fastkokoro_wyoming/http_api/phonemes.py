@@ -29,7 +29,7 @@ from fastkokoro_wyoming.engine.errors import EngineError
 from fastkokoro_wyoming.engine.types import MAX_SPEED, MIN_SPEED
 from fastkokoro_wyoming.http_api.errors import invalid, mid_stream_error
 from fastkokoro_wyoming.http_api.params import map_voice
-from fastkokoro_wyoming.http_api.speech import encode_chunks, read_json, ready_engine
+from fastkokoro_wyoming.http_api.speech import app_engine, encode_chunks, read_json
 from fastkokoro_wyoming.http_api.state import STATE_KEY
 
 _LOGGER = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def _renamed(err: EngineError, param: str) -> EngineError:
 
 async def phonemize(request: web.Request) -> web.Response:
     """``POST /dev/phonemize``: the phonemes and model ids ``text`` becomes."""
-    engine = ready_engine(request)
+    engine = app_engine(request)
     body = _object(await read_json(request))
     text = _string(body, "text", required=True) or ""
     language = _string(body, "language", required=False) or "a"
@@ -83,7 +83,7 @@ def _speed(body: Mapping[str, Any]) -> float:
 
 async def generate_from_phonemes(request: web.Request) -> web.StreamResponse:
     """``POST /dev/generate_from_phonemes``: speak a phoneme string as written."""
-    engine = ready_engine(request)
+    engine = app_engine(request)
     state = request.app[STATE_KEY]
     received = time.perf_counter()
     body = _object(await read_json(request))
@@ -154,7 +154,7 @@ def _errors() -> dict:
     return {
         "400": {"description": "Invalid request; `error.param` names the field.", **error},
         "401": {"description": "Missing or wrong API key.", **error},
-        "503": {"description": "Busy or still loading; see `Retry-After`.", **error},
+        "503": {"description": "Busy; see `Retry-After`.", **error},
     }
 
 

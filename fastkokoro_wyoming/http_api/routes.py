@@ -75,18 +75,19 @@ def _voice_entry(v: VoiceInfo) -> dict:
 
 
 async def health(request: web.Request) -> web.Response:
-    """``GET /health``: 200 once the model is loaded, 503 before, so probes wait for it.
+    """``GET /health``: 200 whenever it answers: the listeners open once the model can
+    speak. ``preparing`` lists one-time work still under way in the background (the
+    windowed decoder's graphs, a voice's norm priors: until they are ready that voice's
+    replies are decoded whole, slower to first audio but the same speech).
 
     Open even with an API key: load balancers and container health checks carry none.
     """
     engine = request.app[ENGINE_KEY]
-    if not engine.ready:
-        return web.json_response({"status": "loading"}, status=503)
     # After an idle unload (engine.idle_unload_s) the server is still healthy: the next
     # request reloads the model.
     residency = engine.residency
     model = "unloaded" if residency is not None and not residency.loaded else "loaded"
-    return web.json_response({"status": "ok", "model": model})
+    return web.json_response({"status": "ok", "model": model, "preparing": engine.preparing})
 
 
 async def metrics_text(request: web.Request) -> web.Response:

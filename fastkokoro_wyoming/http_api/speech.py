@@ -30,14 +30,10 @@ from fastkokoro_wyoming.http_api.state import ENGINE_KEY, STATE_KEY, SpeechEngin
 _LOGGER = logging.getLogger(__name__)
 
 
-def ready_engine(request: web.Request) -> SpeechEngine:
-    """The app's engine, or 503 + Retry-After while its model is still loading."""
-    engine = request.app[ENGINE_KEY]
-    if not engine.ready:
-        raise ApiError(
-            503, "The model is still loading.", code="model_loading", headers={"Retry-After": "5"}
-        )
-    return engine
+def app_engine(request: web.Request) -> SpeechEngine:
+    """The app's engine. It can speak from the moment the listeners open (the daemon
+    starts them after the model is loaded; what is prepared later only speeds it up)."""
+    return request.app[ENGINE_KEY]
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
@@ -47,7 +43,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     first chunk is awaited before the headers go out: any refusal up to that point is
     still a JSON error with a 4xx/5xx status, which is what the openai SDK can read.
     """
-    engine = ready_engine(request)
+    engine = app_engine(request)
     state = request.app[STATE_KEY]
     received = time.perf_counter()
     params = parse_speech_body(

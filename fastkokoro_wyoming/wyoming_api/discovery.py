@@ -3,6 +3,11 @@
 We use ``zeroconf.asyncio`` directly rather than ``wyoming.zeroconf``: that helper
 announces IPv4 only, takes the bind address as-is (advertising 0.0.0.0), and its
 extra pins an old zeroconf release.
+
+Two daemons on one network (two hosts in one home, two replicas) must both be found, so the
+default instance name comes from the host name (``fastkokoro-<host>``), and a name another
+responder already holds is renamed by zeroconf's probe (``<name>-2``, ...) with one INFO
+line, instead of failing with ``NonUniqueNameException``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ _LOGGER = logging.getLogger(__name__)
 SERVICE_TYPE = "_wyoming._tcp.local."
 _MDNS_TARGET_IP = "224.0.0.251"
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+NAME_PREFIX = "fastkokoro"
+
+
+def default_instance_name(hostname: str | None = None) -> str:
+    """``fastkokoro-<host>``: unique per host on a home network, and says which host it is.
+    Dots would split the DNS label, and mDNS labels hold at most 63 bytes."""
+    host = (hostname if hostname is not None else socket.gethostname()).split(".")[0]
+    host = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in host).strip("-")
+    return f"{NAME_PREFIX}-{host}"[:63] if host else NAME_PREFIX
 
 
 def detect_primary_ip() -> str:
@@ -61,7 +75,8 @@ class WyomingAnnouncer:
         *,
         interfaces: Sequence[str] | None = None,
     ) -> None:
-        self.name = name or socket.gethostname().split(".")[0]
+        self.requested = name or default_instance_name()
+        self.name = self.requested  # what was announced: renamed if another held it
         self.port = port
         self.address = advertised_address(host)
         self._interfaces = list(interfaces) if interfaces is not None else None
@@ -74,7 +89,8 @@ class WyomingAnnouncer:
         return f"{self.name}.{SERVICE_TYPE}"
 
     async def register(self) -> None:
-        """Announce the service; raises zeroconf's errors (e.g. NonUniqueNameException)."""
+        """Announce the service under a name no other responder holds (renamed on a
+        collision, logged once); raises zeroconf's other errors."""
         if self._aiozc is not None:
             return
         info = AsyncServiceInfo(
@@ -89,11 +105,19 @@ class WyomingAnnouncer:
         )
         try:
             # Awaiting probes the name; the announcements then go out in the background.
-            await aiozc.async_register_service(info)
+            await aiozc.async_register_service(info, allow_name_change=True)
         except BaseException:
             await aiozc.async_close()
             raise
         self._aiozc, self._info = aiozc, info
+        self.name = info.name.removesuffix(f".{SERVICE_TYPE}")
+        if self.name != self.requested:
+            _LOGGER.info(
+                "Zeroconf: %s.%s is taken on this network; announcing as %s instead",
+                self.requested,
+                SERVICE_TYPE,
+                self.service_name,
+            )
         _LOGGER.info("Zeroconf: announced %s at %s:%s", self.service_name, self.address, self.port)
 
     async def unregister(self) -> None:

@@ -52,7 +52,6 @@ def without_cjk(engine: Engine, voices_path: object) -> Engine:
         languages=table,
         windowed=engine.windowed,
     )
-    derived.ready = True
     return derived
 
 

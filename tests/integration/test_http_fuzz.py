@@ -152,7 +152,11 @@ def openai_error_shape(ctx: Any, response: Any, case: Any) -> bool | None:
 def assert_healthy(base_url: str, headers: dict[str, str] | None = None) -> None:
     """GET /health is 200 and one ordinary speech request still makes audio."""
     health = requests.get(f"{base_url}/health", timeout=TIMEOUT)
-    assert health.status_code == 200 and health.json() == {"status": "ok", "model": "loaded"}
+    assert health.status_code == 200 and health.json() == {
+        "status": "ok",
+        "model": "loaded",
+        "preparing": [],
+    }
     speech = requests.post(
         f"{base_url}/v1/audio/speech",
         json={

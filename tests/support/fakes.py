@@ -34,8 +34,8 @@ class FakeEngine:
         self.delay = delay
         self.configured_voice = default_voice
         self.requests: list[SynthesisRequest] = []
-        self.ready = True
         self.residency = None  # no idle unload
+        self.preparing: list[dict[str, object]] = []  # background work /health lists
         self._voices = [
             VoiceInfo("af_heart", "a", "en-US", "female"),
             VoiceInfo("bf_emma", "b", "en-GB", "female"),

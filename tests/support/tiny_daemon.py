@@ -106,7 +106,6 @@ def derive(base: Engine, *, session: Any = None, **limits: Any) -> Engine:
         scheduler=Scheduler(base.scheduler.workers, cfg.limits.max_queue),
         languages=base.languages,
     )
-    engine.ready = True
     return engine
 
 

@@ -332,18 +332,21 @@ async def test_engine_errors_before_headers(error, where, status, code, caplog) 
         assert headers["Retry-After"] == "1"
 
 
-async def test_loading_engine() -> None:
+async def test_health_lists_what_is_still_being_prepared() -> None:
+    """The listeners open once the model can speak: /health is 200 from its first answer,
+    and says what one-time work is still under way (none: an empty list)."""
     engine = FakeEngine()
-    engine.ready = False
+    task = {"task": "Norm priors for af_heart", "done": 2, "total": 5, "eta_s": 3.0}
+    engine.preparing = [task]
     async with serve(engine) as (_, base, _), aiohttp.ClientSession() as session:
         async with session.get(f"{base}/health") as r:
-            assert r.status == 503 and await r.json() == {"status": "loading"}
-        status, headers, raw = await post(session, base, GOOD)
-        assert_error(status, raw, 503, None, "model_loading")
-        assert "Retry-After" in headers
-        engine.ready = True
+            assert r.status == 200
+            assert await r.json() == {"status": "ok", "model": "loaded", "preparing": [task]}
+        status, _, _ = await post(session, base, GOOD)
+        assert status == 200  # preparing never refuses a request
+        engine.preparing = []
         async with session.get(f"{base}/health") as r:
-            assert r.status == 200 and await r.json() == {"status": "ok", "model": "loaded"}
+            assert await r.json() == {"status": "ok", "model": "loaded", "preparing": []}
 
 
 # --- auth and CORS ---------------------------------------------------------------------

@@ -120,3 +120,17 @@ def test_voice_files_are_mapped_not_read_and_bad_sizes_still_fail(tmp_path):
     table = load_style_tables(tmp_path)["af_heart"]
     assert isinstance(table, np.memmap) and not table.flags.writeable
     np.testing.assert_array_equal(table, arr)
+
+
+def test_unknown_voice_counts_the_voices_offered_not_installed() -> None:
+    """Without the ja extra its voices are installed but not offered: Home Assistant
+    shows the message as is, so the count is what the catalog lists."""
+    rng = np.random.default_rng(0)
+    names = ("af_heart", "bm_george", "jf_alpha", "jm_kumo", "custom")
+    no_japanese = LanguageTable(installed=lambda module: module != "misaki_ja_lightning")
+    voices = VoiceStore(
+        {n: rng.standard_normal((510, 256)).astype(np.float32) for n in names}, no_japanese
+    )
+    assert [v.name for v in voices.infos] == ["af_heart", "bm_george"]
+    with pytest.raises(UnknownVoice, match=r"\(3 voices available\)"):
+        voices.resolve("zz_nobody")

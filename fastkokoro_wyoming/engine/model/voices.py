@@ -221,7 +221,10 @@ class VoiceStore:
         if not close:  # a typo: names one or two letters off
             close = difflib.get_close_matches(name, [*self.names, *self._presets], 3, 0.75)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return f"unknown voice {name!r}{where}{hint} ({len(self._styles)} voices installed)"
+        # what can be asked for: the catalog, plus voices without a Kokoro name (usable,
+        # unlisted); not the installed voices of languages this install cannot speak
+        offered = len(self.infos) + len(self._styles) - len(self._all)
+        return f"unknown voice {name!r}{where}{hint} ({offered} voices available)"
 
 
 def load_style_tables(path: Path) -> dict[str, np.ndarray]:

@@ -1,41 +1,61 @@
 """What the engine holds for windowed decoding: the split model and each voice's priors.
 
 The split graphs are derived once per model file and cached (graphs.py). A voice needs
-its norm priors (norm_stats.py) before its segments can be windowed: the default voice
-and ``engine.decoder.calibrate_voices`` get them at startup (from the cache, or built
-then: tens of CPU seconds, once per voice and model); any other voice is calibrated in
-the background the first time it is asked for, one short decode per scheduler job at
-the lowest priority (it runs only when no request is waiting), and is decoded whole
-until its priors are ready. A blend takes the weighted mix of its voices' priors.
+its norm priors (norm_stats.py) before its segments can be windowed. Everything that is
+not already in the cache is prepared *while the engine serves*: the builder returns as
+soon as the whole model can speak, the graphs are derived in a low-priority thread, the
+decoder's sessions are opened in one background job, and each voice (the default and
+``engine.decoder.calibrate_voices`` first, any other the first time it is asked for) is
+calibrated one short decode per scheduler job at the lowest priority, each job aborted
+the moment a request's job waits (background.py). Until a voice's priors are ready its
+segments are decoded whole; a segment is never switched midway (the choice is made when
+its render starts). A blend takes the weighted mix of its voices' priors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..model.voices import Voice, parse_blend
 from ..model.windowed.decoder import WindowedDecoder
+from ..model.windowed.graphs import WindowedGraphs
 from ..model.windowed.norm_stats import (
     DEFAULT_ANCHORS,
+    DEFAULT_TEXTS,
+    QUICK_ANCHORS,
+    QUICK_TEXTS,
     NormPriors,
     StatsPool,
     calibration_ids,
     flatten_stats,
-    load_or_calibrate,
     priors_path,
+    transfer_priors,
 )
-from ..settings import DecoderConfig
+from .background import PREEMPTED, Progress, in_low_priority_thread, preemptible
+from .calibration_plan import Calibration, Plan
 from .scheduler import IDLE, Scheduler
 
 _LOGGER = logging.getLogger(__name__)
 MAX_BLENDS = 64
+DERIVE_SECONDS = 25.0  # typical graph derivation on 2 vCPUs, for the first estimate
+STEP_SECONDS = 1.0  # typical calibration decode, until one has been measured
+
+
+@dataclass(frozen=True)
+class DecoderSource:
+    """How to get the decoder when it is not open at build time: ``derive`` (seconds to
+    tens of seconds: a thread) gives the graphs, ``open`` their sessions (one job)."""
+
+    derive: Callable[[], WindowedGraphs]
+    open: Callable[[WindowedGraphs], WindowedDecoder]
 
 
 class WindowedBackend:
@@ -43,44 +63,190 @@ class WindowedBackend:
 
     def __init__(
         self,
-        decoder: WindowedDecoder,
+        decoder: WindowedDecoder | None,
         scheduler: Scheduler,
         voice_table: Callable[[str], tuple[np.ndarray, str]],
+        *,
+        source: DecoderSource | None = None,
+        first_voices: Sequence[str] = (),
+        loop: asyncio.AbstractEventLoop | None = None,
+        anchors: Sequence[int] = DEFAULT_ANCHORS,
+        text_count: int = DEFAULT_TEXTS,
     ) -> None:
-        self.decoder = decoder
+        """``decoder`` open already, or None and ``source`` to prepare it in the background;
+        ``first_voices`` are calibrated first; ``loop``: where background work is driven
+        from (else the loop of the first request that asks for priors)."""
         self.scheduler = scheduler
+        self.progress = Progress()
+        self.anchors = tuple(anchors)
+        self.text_count = text_count
+        self._reference = first_voices[0] if first_voices else None  # fully calibrated
+        self._decoder = decoder
+        self._source = source
         self._voice_table = voice_table  # name -> (style table, language code)
         self._priors: dict[str, NormPriors] = {}
         self._blends: dict[str, NormPriors] = {}
         self._calibrating: set[str] = set()
-        self._backlog: list[_Calibration] = []  # voices waiting for background calibration
+        self._wanted: dict[str, None] = dict.fromkeys(first_voices)  # before the decoder
+        self._backlog: list[str] = []  # voices waiting for background calibration, in order
+        self._current: Calibration | None = None  # the head voice's calibration under way
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._closed = False
+        self.disabled: str | None = None  # why windowed decoding is off, if it turned out so
+        if loop is not None:
+            loop.call_soon_threadsafe(self._start, loop)
 
-    def warmup(self, voice: Voice, ids: list[int]) -> None:
+    @property
+    def decoder(self) -> WindowedDecoder | None:
+        """The split model's sessions; None while they are being prepared."""
+        return self._decoder
+
+    def preparing(self) -> list[dict[str, Any]]:
+        """One-time work still under way (``/health``): what, how far, seconds left."""
+        return self.progress.pending()
+
+    def close(self) -> None:
+        """Stop starting background work and abort the decode running (the scheduler
+        cancels what is queued)."""
+        with self._lock:
+            self._closed = True
+            self._backlog.clear()
+
+    # --- residency (engine.idle_unload_s) ----------------------------------------------
+
+    def unload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.unload()
+
+    def reload(self) -> None:
+        if self._decoder is not None:
+            self._decoder.reload()
+
+    # --- warm-up ------------------------------------------------------------------------
+
+    def warmup(self, voice: Voice, ids: list[int], options: Any = None) -> None:
         """Run the plan graphs and every fixed window length once (ORT plans per shape)."""
-        style = voice.style_for(len(ids))
-        stats = self.priors_for(voice)
-        if stats is None:
+        with self._lock:  # only what is there: warm-up runs before the event loop does
+            stats = self._priors.get(voice.name)
+        if stats is None or self._decoder is None:
             return
-        plan = self.decoder.plan(ids, style, 1.0, stats.for_ids(len(ids)))
-        for core in self.decoder.window_sizes:
+        style = voice.style_for(len(ids))
+        plan = self._decoder.plan(ids, style, 1.0, stats.for_ids(len(ids)), options)
+        for core in self._decoder.window_sizes:
             if core <= plan.frames:
-                self.decoder.decode_window(plan, 0, core)
+                self._decoder.decode_window(plan, 0, core, options)
+
+    # --- the decoder, in the background --------------------------------------------------
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the event loop: calibrate the first voices; before that, if the decoder is
+        not open, derive the graphs in a low-priority thread and open them."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started, self._loop = True, loop
+        if self._decoder is not None or self._source is None:
+            self._calibrate_wanted()
+            return
+        self.progress.begin("graphs", "Deriving the windowed decoder's graphs", 1, DERIVE_SECONDS)
+        _LOGGER.info(
+            "Deriving the windowed decoder's graphs from the model (once per model file, "
+            "about %.0f s on 2 cores), in the background at low priority",
+            DERIVE_SECONDS,
+        )
+        assert self._source is not None
+        in_low_priority_thread(
+            self._source.derive,
+            lambda graphs, took: self._call_soon(self._open_decoder, graphs, took),
+            lambda err: self._call_soon(self._give_up, f"{err}"),
+        )
+
+    def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop closed meanwhile: the engine is going away
+                pass
+
+    def _give_up(self, why: str) -> None:
+        self.progress.end("graphs")
+        self.disabled = why
+        _LOGGER.warning("Windowed decoding off: %s; decoding whole segments", why)
+
+    def _open_decoder(self, graphs: WindowedGraphs, derive_seconds: float) -> None:
+        self.progress.advance("graphs", derive_seconds)
+        _LOGGER.info("Windowed graphs ready in %.1f s; opening their sessions", derive_seconds)
+        assert self._source is not None
+        source = self._source
+        if not self._submit(lambda: source.open(graphs), self._decoder_opened):
+            self.progress.end("graphs")
+
+    def _decoder_opened(self, fut: Any) -> None:
+        self.progress.end("graphs")
+        if fut.cancelled() or fut.exception() is not None:
+            self._give_up(f"{'cancelled' if fut.cancelled() else fut.exception()}")
+            return
+        self._decoder = fut.result()
+        self._calibrate_wanted()
+
+    def _calibrate_wanted(self) -> None:
+        with self._lock:
+            wanted, self._wanted = list(self._wanted), {}
+        for name in wanted:
+            self._calibrate_later(name)
+
+    def _submit(self, fn: Callable[[], Any], then: Callable[[Any], None]) -> bool:
+        """Queue a background job; False (nothing queued) once the engine is closing."""
+        with self._lock:
+            if self._closed:
+                return False
+        try:
+            job = self.scheduler.submit(fn, IDLE, admit=False, background=True)
+        except RuntimeError:  # the scheduler closed: the engine is stopping
+            return False
+        job.result.add_done_callback(then)
+        return True
 
     # --- priors -------------------------------------------------------------------------
 
-    def prepare_voice(self, name: str) -> None:
-        """Load or build ``name``'s priors now (blocking; startup)."""
+    def _plan(self, name: str) -> Plan:
+        """How ``name`` is calibrated: fully (the first voice, or while its priors are not
+        there), else quickly, keeping the first voice's row curve (transfer_priors)."""
+        assert self._decoder is not None
         table, lang = self._voice_table(name)
-        priors = load_or_calibrate(self.decoder, name, table, lang)
+        texts = calibration_ids(lang, self.text_count)
         with self._lock:
-            self._priors[name] = priors
+            ref = self._priors.get(self._reference) if self._reference else None
+        if name == self._reference or ref is None:
+            path = priors_path(self._decoder, name, table, texts, self.anchors)
+            return Plan(table, texts, self.anchors, None, path)
+        quick = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
+        path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS)
+        return Plan(table, quick, QUICK_ANCHORS, None, path)  # measured: no transfer
+
+    def load_cached(self, name: str) -> bool:
+        """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so."""
+        if self._decoder is None:
+            return False
+        path = self._plan(name).path
+        try:
+            priors = NormPriors.load(path)
+        except (OSError, ValueError, KeyError):
+            return False
+        self._done(name, priors)
+        return True
+
+    def has_priors(self, name: str) -> bool:
+        """``name``'s priors are loaded (nothing is started if they are not)."""
+        with self._lock:
+            return name in self._priors
 
     def forget(self, name: str) -> None:
         """Drop ``name``'s priors from memory and disk (they are rebuilt on next use)."""
-        table, lang = self._voice_table(name)
-        path = priors_path(self.decoder, name, table, calibration_ids(lang), DEFAULT_ANCHORS)
-        path.unlink(missing_ok=True)
+        if self._decoder is not None:
+            self._plan(name).path.unlink(missing_ok=True)
         with self._lock:
             self._priors.pop(name, None)
             self._blends.clear()
@@ -109,116 +275,134 @@ class WindowedBackend:
 
     def _calibrate_later(self, name: str) -> None:
         """Queue ``name``'s calibration (cache first, if present). Voices are calibrated
-        one at a time, one short decode per background job at idle priority, so at most
-        one such job waits and a request never queues behind more than one."""
+        one at a time, one short decode per preemptible background job at idle priority,
+        so at most one such job waits and a request never waits behind one."""
+        if self._decoder is None or not self._started:
+            if self.disabled is None:
+                with self._lock:
+                    self._wanted.setdefault(name)
+                if not self._started:  # built without a loop: start from this request's
+                    try:
+                        self._start(asyncio.get_running_loop())
+                    except RuntimeError:
+                        pass
+            return
         with self._lock:
-            if name in self._calibrating or name in self._priors:
+            if name in self._calibrating or name in self._priors or self._closed:
                 return
             self._calibrating.add(name)
-        table, lang = self._voice_table(name)
-        texts = calibration_ids(lang)
-        path = priors_path(self.decoder, name, table, texts, DEFAULT_ANCHORS)
-        if path.is_file():
-            self._done(name, NormPriors.load(path))
+        if self.load_cached(name):
             return
-        styles = np.asarray(table, np.float32).reshape(-1, table.shape[-1])
-        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(DEFAULT_ANCHORS)
-                 for ids in texts]  # fmt: skip
         with self._lock:
-            self._backlog.append(_Calibration(name, path, steps, StatsPool(DEFAULT_ANCHORS)))
+            self._backlog.append(name)
             idle = len(self._backlog) == 1
+        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", 0, STEP_SECONDS)
         if idle:
-            _LOGGER.info("Building norm priors for %s in the background", name)
-            self._next_step()
+            self._begin(name)
+
+    def _begin(self, name: str) -> None:
+        """Start the head voice's calibration: planned now, not when it was queued, so a
+        voice asked for while the first one calibrates still gets the quick plan."""
+        if self.load_cached(name):  # the quick plan's file, now that the reference exists
+            self._finished(name)
+            return
+        plan = self._plan(name)
+        styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
+        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
+                 for ids in plan.texts]  # fmt: skip
+        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), plan.reference)
+        with self._lock:
+            self._current = cal
+        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", len(steps), STEP_SECONDS)
+        cal.started = time.perf_counter()
+        _LOGGER.info(
+            "Building norm priors for %s in the background (%d decodes at idle priority%s); "
+            "its segments are decoded whole until then",
+            name,
+            len(steps),
+            ", the first voice's row curve kept between anchors" if plan.reference else "",
+        )
+        self._next_step()
 
     def _next_step(self) -> None:
         """Submit the head calibration's next decode (called on the event loop)."""
         with self._lock:
-            if not self._backlog:
+            cal = self._current
+            if cal is None or self._closed:
                 return
-            cal = self._backlog[0]
             anchor, ids, style = cal.steps[cal.done]
-        job = self.scheduler.submit(
-            lambda: self._stats(ids, style), IDLE, admit=False, background=True
+        decoder = self._decoder
+        assert decoder is not None
+        job = preemptible(
+            lambda options: self._stats(decoder, ids, style, options),
+            decoder.run_options,
+            lambda: self._closed or self.scheduler.queued > 0,  # closing aborts it too
         )
-        job.result.add_done_callback(lambda fut: self._collect(cal, anchor, fut))
+        if not self._submit(job, lambda fut: self._collect(cal, anchor, fut)):
+            self.close()
 
-    def _stats(self, ids: list[int], style: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-        xgen, f0, phase, _ = self.decoder.analyse(ids, style, 1.0)
-        stats = self.decoder.exact_stats(xgen, f0, phase, style)
-        mean, var = flatten_stats(stats, self.decoder.graphs.norm_count)
-        return int(xgen.shape[-1]), mean, var
+    @staticmethod
+    def _stats(
+        decoder: WindowedDecoder, ids: list[int], style: np.ndarray, options: Any
+    ) -> tuple[float, int, np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        xgen, f0, phase, _ = decoder.analyse(ids, style, 1.0, options)
+        stats = decoder.exact_stats(xgen, f0, phase, style, options)
+        mean, var = flatten_stats(stats, decoder.graphs.norm_count)
+        return time.perf_counter() - t0, int(xgen.shape[-1]), mean, var
 
-    def _collect(self, cal: _Calibration, anchor: int, fut: Any) -> None:
-        failed = fut.cancelled() or fut.exception() is not None
-        if failed:
-            err = "cancelled" if fut.cancelled() else fut.exception()
-            _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
-        else:
-            cal.pool.add(anchor, *fut.result())
+    def _collect(self, cal: Calibration, anchor: int, fut: Any) -> None:
+        with self._lock:
+            closed = self._closed
+        if closed or fut.cancelled():  # the engine is stopping: nothing to report
+            return
+        key = f"priors:{cal.name}"
+        err = fut.exception()
+        if err is None and fut.result() is PREEMPTED:
+            cal.preempted += 1
+            self._next_step()  # the same decode again, once no request waits
+            return
+        if err is None:
+            took, frames, mean, var = fut.result()
+            cal.pool.add(anchor, frames, mean, var)
             cal.done += 1  # on the event loop: no lock needed for the count
-        if failed or cal.done == len(cal.steps):
-            if not failed:
-                priors = cal.pool.priors(cal.name, self.decoder.graphs.channels)
+            self.progress.advance(key, took, log_every=max(1, len(cal.steps) // 3))
+        else:
+            _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
+        if err is not None or cal.done == len(cal.steps):
+            self.progress.end(key)
+            if err is None:
+                priors = cal.pool.priors(cal.name, cal.pool_channels(self._decoder))
+                if cal.reference is not None:  # the first voice's row curve between anchors
+                    priors = transfer_priors(cal.reference, priors)
                 priors.save(cal.path)
                 self._done(cal.name, priors)
-                _LOGGER.info("Norm priors for %s ready: its segments are now windowed", cal.name)
-            with self._lock:
-                self._calibrating.discard(cal.name)
-                self._backlog.pop(0)
-                more = bool(self._backlog)
-            if more:
-                _LOGGER.info("Building norm priors for %s in the background", self._backlog[0].name)
+                _LOGGER.info(
+                    "Norm priors for %s ready in %.1f s (%d decodes, %d preempted by "
+                    "requests): its segments are now windowed",
+                    cal.name,
+                    time.perf_counter() - cal.started,
+                    len(cal.steps),
+                    cal.preempted,
+                )
+            self._finished(cal.name)
+            return
         self._next_step()
+
+    def _finished(self, name: str) -> None:
+        """``name`` is done (or failed): begin the next voice in the backlog."""
+        self.progress.end(f"priors:{name}")
+        with self._lock:
+            self._calibrating.discard(name)
+            self._current = None
+            if self._backlog and self._backlog[0] == name:
+                self._backlog.pop(0)
+            head = self._backlog[0] if self._backlog and not self._closed else None
+        if head is not None:
+            self._begin(head)
 
     def _done(self, name: str, priors: NormPriors) -> None:
         with self._lock:
             self._priors[name] = priors
             self._calibrating.discard(name)
             self._blends.clear()
-
-
-def open_decoder(
-    model: Path,
-    cache_dir: Path,
-    settings: DecoderConfig,
-    session_options: Any,
-    providers: list[Any],
-    fixed_shapes: bool = False,
-) -> WindowedDecoder | None:
-    """The split model's decoder for :class:`WindowedBackend`, or None (one log line)
-    when this model cannot be split. Opened apart from the backend, which needs the
-    scheduler, because the scheduler's hooks (idle unload) need the decoder first.
-
-    ``fixed_shapes``: round windows up to a handful of lengths (for GPUs: CUDA graphs,
-    TensorRT engines per shape); on a CPU exact lengths are ~30 % cheaper."""
-    try:
-        return WindowedDecoder.open(
-            model,
-            cache_dir,
-            session_options,
-            providers,
-            context=settings.context,
-            first=settings.first_window,
-            growth=settings.window_growth,
-            max_frames=settings.max_window,
-            fixed_shapes=fixed_shapes,
-            int8=settings.int8_convolutions,
-        )
-    except ImportError as err:
-        _LOGGER.warning("Windowed decoding off: %s (pip install onnx); whole segments", err)
-        return None
-    except ValueError as err:  # GraphNotSupported and friends
-        _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
-        return None
-
-
-@dataclass
-class _Calibration:
-    """One voice's background calibration: its decodes and what they pooled so far."""
-
-    name: str
-    path: Path
-    steps: list[tuple[int, list[int], np.ndarray]]  # (anchor index, ids, style row)
-    pool: StatsPool
-    done: int = 0

@@ -133,7 +133,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._closed = False
         self._busy_workers = 0
-        self._mean_job_seconds = 0.0  # recent model-call time (exponential average)
+        self._mean_job_seconds = 0.0  # requests' recent model-call time (exponential average)
         self._busy_seconds = 0.0  # requests' model-call time so far (background excluded)
         self._interactive_seconds = 0.0  # of which interactive requests'
         self._threads = [
@@ -297,9 +297,9 @@ class Scheduler:
             took = time.perf_counter() - started
             with self._cond:
                 self._busy_workers -= 1
-                mean = self._mean_job_seconds
-                self._mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
-                if not entry.background:
+                if not entry.background:  # a calibration decode says nothing of requests'
+                    mean = self._mean_job_seconds
+                    self._mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
                     self._busy_seconds += took
                     if entry.priority.interactive:
                         self._interactive_seconds += took

@@ -223,11 +223,16 @@ class WindowedDecoder:
         return SegmentPlan(frames, dur, xgen, f0, phase, style, stats)
 
     def exact_stats(
-        self, xgen: np.ndarray, f0: np.ndarray, phase: np.ndarray, style: np.ndarray
+        self,
+        xgen: np.ndarray,
+        f0: np.ndarray,
+        phase: np.ndarray,
+        style: np.ndarray,
+        options: Any = None,
     ) -> dict[str, np.ndarray]:
         """Every generator norm's mean and variance over the whole segment."""
         sess = self.stats_session
-        outs = sess.run(None, {"xgen": xgen, "f0": f0, "phase": phase, "style": style})
+        outs = sess.run(None, {"xgen": xgen, "f0": f0, "phase": phase, "style": style}, options)
         return {o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)}
 
     # ------------------------------------------------------------------ windows

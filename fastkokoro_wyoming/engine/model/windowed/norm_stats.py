@@ -38,6 +38,13 @@ STYLE_ROWS = 510
 # (sentences of 10-200 phonemes). Interpolating between them costs < 0.1 dB log-mel against
 # calibrating the exact row (bench/windowed_quality.py); each anchor costs ~5 s of CPU.
 DEFAULT_ANCHORS = (8, 48, 128, 256, 509)
+DEFAULT_TEXTS = 3  # calibration texts per anchor
+# Any voice after the first (the default voice, calibrated as above): 3 anchors x 2 texts
+# = 6 decodes instead of 15, +0.16 dB log-mel over the full calibration on held-out text
+# (bench/priors_bench.py, bench/results/priors.md; transferring the first voice's row curve
+# measured worse, +0.7 dB).
+QUICK_ANCHORS = (24, 80, 256)
+QUICK_TEXTS = (1, 2)  # indices into calibration_ids(lang, DEFAULT_TEXTS)
 FORMAT_VERSION = 1
 
 # Calibration texts (phonemes, what misaki/espeak give for them): a question, a statement
@@ -99,13 +106,27 @@ class NormPriors:
         """Statistics for a segment of ``n_ids`` phoneme ids (the row Kokoro's voice uses)."""
         return self.row_stats(n_ids - 1)
 
+    def on_rows(self, rows: np.ndarray) -> NormPriors:
+        """The same piecewise-linear curve tabulated at ``rows`` (exact when they include
+        these anchors): voices calibrated at different anchors can then be blended."""
+        rows = np.asarray(rows, np.int64)
+        if np.array_equal(rows, self.rows):
+            return self
+        count = len(self.channels)
+        flat = [flatten_stats(self.row_stats(int(r)), count) for r in rows]
+        mean = np.stack([m for m, _ in flat]).astype(np.float32)
+        var = np.stack([v for _, v in flat]).astype(np.float32)
+        return NormPriors(self.voice, rows, mean, var, self.channels)
+
     @staticmethod
     def blend(parts: Sequence[tuple[NormPriors, float]], name: str) -> NormPriors:
         """Weighted average of priors (weights normalised), for a weighted voice mix."""
+        rows = np.unique(np.concatenate([p.rows for p, _ in parts]))
+        parts = [(p.on_rows(rows), w) for p, w in parts]  # exact: a superset of the knots
         first = parts[0][0]
         for p, _ in parts:
-            if p.channels != first.channels or not np.array_equal(p.rows, first.rows):
-                raise ValueError("priors to blend need the same anchors and model")
+            if p.channels != first.channels:
+                raise ValueError("priors to blend need the same model")
         w = np.asarray([wt for _, wt in parts], np.float64)
         w = w / w.sum()
         mean = sum(wi * p.mean.astype(np.float64) for (p, _), wi in zip(parts, w, strict=True))
@@ -145,6 +166,33 @@ class NormPriors:
                 z["var"].astype(np.float32),
                 tuple(int(c) for c in z["channels"]),
             )
+
+
+def transfer_priors(reference: NormPriors, measured: NormPriors) -> NormPriors:
+    """``measured`` (a voice calibrated at a few anchors) on ``reference``'s rows, with
+    the reference voice's row curve between and beyond the measured anchors: the voice's
+    offset from the reference at each anchor is interpolated linearly over rows (constant
+    outside), the mean additively and the variance in log. The statistics move with the
+    row in much the same way for every voice, so a cheap calibration keeps the shape."""
+    if reference.channels != measured.channels:
+        raise ValueError("priors to transfer need the same model")
+    ref_at = [reference.row_stats(int(r)) for r in measured.rows]
+    flat = [flatten_stats(s, len(reference.channels)) for s in ref_at]
+    d_mean = measured.mean - np.stack([m for m, _ in flat])
+    eps = 1e-8
+    d_logvar = np.log(measured.var + eps) - np.log(np.stack([v for _, v in flat]) + eps)
+    rows = reference.rows
+    w = np.stack([np.interp(rows, measured.rows, np.eye(len(measured.rows))[k])
+                  for k in range(len(measured.rows))], axis=1)  # fmt: skip
+    mean = reference.mean + w @ d_mean
+    var = np.exp(np.log(reference.var + eps) + w @ d_logvar) - eps
+    return NormPriors(
+        measured.voice,
+        rows,
+        np.asarray(mean, np.float32),
+        np.asarray(np.maximum(var, 0.0), np.float32),
+        reference.channels,
+    )
 
 
 def split_stats(
@@ -238,12 +286,17 @@ def priors_path(
     table: np.ndarray,
     texts: Sequence[Sequence[int]],
     anchors: Sequence[int],
+    reference: NormPriors | None = None,
 ) -> Path:
     """``<graphs dir>/priors/<voice>-<key>.npz``: the graphs dir is keyed by the model's
-    sha256; the key covers the voice table's bytes, the texts and the anchors."""
+    sha256; the key covers the voice table's bytes, the texts, the anchors and the
+    reference priors whose row curve a quick calibration kept."""
     h = hashlib.sha256(np.ascontiguousarray(table, np.float32).tobytes())
     h.update(repr([list(map(int, t)) for t in texts]).encode())
     h.update(repr(list(map(int, anchors))).encode())
+    if reference is not None:
+        h.update(b"transfer")
+        h.update(np.ascontiguousarray(reference.mean).tobytes())
     safe = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in voice)[:80]
     return decoder.graphs.directory / "priors" / f"{safe}-{h.hexdigest()[:12]}.npz"
 
@@ -256,7 +309,7 @@ def load_or_calibrate(
     *,
     texts: Sequence[Sequence[int]] | None = None,
     anchors: Sequence[int] = DEFAULT_ANCHORS,
-    text_count: int = 3,
+    text_count: int = DEFAULT_TEXTS,
 ) -> NormPriors:
     """The voice's priors from the cache, or calibrated now and saved (tens of CPU seconds:
     run it in the background, or at load for the configured voices)."""

@@ -1,0 +1,76 @@
+"""Background jobs give way to requests at once; their progress is what /health lists."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from fastkokoro_wyoming.engine.serving.background import PREEMPTED, Progress, preemptible
+
+
+class Options:
+    """ORT's RunOptions as the job sees it: a ``terminate`` flag set from another thread."""
+
+    terminate = False
+
+
+def model_call(started: threading.Event | None = None, seconds: float = 5.0):
+    """A fake model call that runs until ``seconds`` pass or ``terminate`` is set (then
+    raises, as ORT does: "Exiting due to terminate flag being set to true")."""
+
+    def run(options: Options) -> str:
+        if started is not None:
+            started.set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if options.terminate:
+                raise RuntimeError("Exiting due to terminate flag being set to true.")
+            time.sleep(0.001)
+        return "stats"
+
+    return run
+
+
+def test_a_job_with_no_request_waiting_runs_to_the_end() -> None:
+    job = preemptible(model_call(seconds=0.02), Options, lambda: False)
+    assert job() == "stats"
+
+
+def test_a_request_arriving_aborts_the_running_job() -> None:
+    started, waiting = threading.Event(), threading.Event()
+    job = preemptible(model_call(started), Options, waiting.is_set)
+    out: list[object] = []
+    worker = threading.Thread(target=lambda: out.append(job()))
+    worker.start()
+    assert started.wait(5)
+    waiting.set()  # a request's job is queued now
+    worker.join(5)
+    assert out == [PREEMPTED]
+
+
+def test_a_request_already_waiting_means_the_model_is_not_called() -> None:
+    calls: list[Options] = []
+    job = preemptible(lambda options: calls.append(options), Options, lambda: True)
+    assert job() is PREEMPTED and calls == []
+
+
+def test_other_errors_still_reach_the_caller() -> None:
+    def broken(options: Options) -> None:
+        raise ValueError("bad graph")
+
+    with pytest.raises(ValueError, match="bad graph"):
+        preemptible(broken, Options, lambda: False)()
+
+
+def test_progress_lists_what_is_left_with_an_estimate() -> None:
+    progress = Progress()
+    progress.begin("priors:am_adam", "Norm priors for am_adam", total=4, unit_seconds=1.0)
+    assert progress.pending() == [
+        {"task": "Norm priors for am_adam", "done": 0, "total": 4, "eta_s": 4.0}
+    ]
+    progress.advance("priors:am_adam", 0.5)  # measured: half the typical cost
+    assert progress.pending()[0]["eta_s"] == 1.5 and progress.pending()[0]["done"] == 1
+    progress.end("priors:am_adam")
+    assert progress.pending() == []
