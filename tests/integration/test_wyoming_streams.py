@@ -82,16 +82,22 @@ def calls(engine: object, monkeypatch: pytest.MonkeyPatch) -> CallLog:
 
 @pytest.fixture
 def slowed(engine: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every model call 0.2 s slower (a Pi-class machine), the model itself unchanged."""
+    """Every model call 0.2 s slower (a Pi-class machine), the model itself unchanged: the
+    scheduler's job hooks (given at construction; replaced here for the test) sleep first."""
     scheduler = engine.scheduler  # type: ignore[attr-defined]
-    before = scheduler.before_job
+    inner = scheduler._hooks
 
-    def slow() -> None:
-        time.sleep(0.2)
-        if before is not None:
-            before()
+    class SlowHooks:
+        def before_job(self) -> None:
+            time.sleep(0.2)
+            if inner is not None:
+                inner.before_job()
 
-    monkeypatch.setattr(scheduler, "before_job", slow)
+        def after_job(self) -> None:
+            if inner is not None:
+                inner.after_job()
+
+    monkeypatch.setattr(scheduler, "_hooks", SlowHooks())
 
 
 async def serve(engine: object, **wyoming: object) -> WyomingService:
