@@ -205,7 +205,7 @@ def openapi_schemas() -> dict:
                     "description": "Text; `[word](/phonemes/)` spans and the lexicon apply.",
                 },
                 "language": {
-                    "type": "string",
+                    "type": ["string", "null"],
                     "default": "a",
                     "description": "A Kokoro code (a, b, e, f, h, i, j, p, z) or a locale "
                     "(en-US, fr-FR, ...).",

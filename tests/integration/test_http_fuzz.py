@@ -98,6 +98,12 @@ class ThreadedDaemon:
         return f"http://127.0.0.1:{self.daemon.http.port}"
 
 
+_BODIES = {
+    "/dev/phonemize": {"text": "Hello.", "language": "a"},
+    "/dev/generate_from_phonemes": {"phonemes": "həlˈO.", "voice": "af_heart"},
+}
+
+
 @pytest.fixture(scope="module")
 def tiny_engine_cfg(kokoro_assets, tmp_path_factory) -> EngineConfig:
     """The tiny classic graph with the real voices: real validation and G2P, instant audio."""
@@ -336,7 +342,9 @@ def test_api_key_required_everywhere_but_health(tiny_engine_cfg, caplog) -> None
             {"Authorization": f"Bearer {API_KEY}x"},
         ]
         for method, path, open_ in routes:
-            body = {"input": "Hello.", "voice": "af_heart"} if method == "post" else None
+            # each route's own body (the phoneme routes take text / phonemes, not input)
+            body = _BODIES.get(path, {"input": "Hello.", "voice": "af_heart"})
+            body = body if method == "post" else None
             for headers in wrong:
                 r = requests.request(
                     method, base + path, json=body, headers=headers, timeout=TIMEOUT
