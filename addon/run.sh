@@ -19,6 +19,14 @@ lexicon_file() {
 }
 LEXICON_FILE=${LEXICON_FILE:-/data/lexicon.yaml}
 
+# bashio prints a list's items one JSON value a line: a JSON list, or nothing when there are
+# none (an options.json from before the option existed has null there)
+json_list() {
+    local entries
+    entries=$(jq -sc 'map(select(. != null))')
+    [[ "${entries}" == "[]" ]] || echo "${entries}"
+}
+
 # --- options: one assignment each (tests/unit/test_addon.py checks that every option is here
 # and that every variable is a config key). set -a exports every assignment. ---
 set -a
@@ -30,8 +38,7 @@ FASTKOKORO_ENGINE_MODEL_SOURCE=$(bashio::config 'model_source')
 FASTKOKORO_WYOMING_ZEROCONF=$(bashio::config 'zeroconf')
 FASTKOKORO_LOG_LEVEL=$(bashio::config 'log_level' | tr '[:lower:]' '[:upper:]')
 FASTKOKORO_ENGINE_LEXICON=$(bashio::config 'lexicon' | lexicon_file "${FASTKOKORO_ENGINE_LANGUAGES%%,*}")
-# one compact JSON object per preset (bashio prints a list's items a line each) -> a list
-FASTKOKORO_ENGINE_VOICES_PRESETS=$(bashio::config 'presets' | paste -sd, - | sed 's/.*/[&]/')
+FASTKOKORO_ENGINE_VOICES_PRESETS=$(bashio::config 'presets' | json_list)
 if bashio::config.has_value 'api_key'; then
     FASTKOKORO_HTTP_API_KEY=$(bashio::config 'api_key')
 fi

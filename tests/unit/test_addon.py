@@ -336,6 +336,17 @@ def test_run_sh_with_default_options_starts_the_daemon_configured(addon, tmp_pat
     assert cfg.engine.lexicon is None  # an empty list: no file, no lexicon
 
 
+def test_run_sh_with_an_options_file_from_before_the_list_options(addon, tmp_path):
+    """An options.json written before ``lexicon`` and ``presets`` existed (bashio then
+    prints null for them): the daemon starts with neither."""
+    options = {k: v for k, v in addon["options"].items() if k not in ("lexicon", "presets")}
+    _, env = run_addon(tmp_path, options)
+    assert env.get("FASTKOKORO_ENGINE_VOICES_PRESETS", "") == ""
+    assert env.get("FASTKOKORO_ENGINE_LEXICON", "") == ""
+    cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("FASTKOKORO_")})
+    assert cfg.engine.voices.presets == {} and cfg.engine.lexicon is None
+
+
 def test_run_sh_with_every_option_changed(addon, tmp_path):
     options = {
         "voice": "af_bella(2)+af_sky(1)",
