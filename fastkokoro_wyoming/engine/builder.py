@@ -35,6 +35,7 @@ from .text.lexicon import Lexicon
 from .text.vocab import Vocab
 
 if TYPE_CHECKING:
+    from .serving.acceleration import Acceleration
     from .serving.calibration import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
@@ -243,6 +244,7 @@ def _open_windowed(
 
     first = _first_voices(cfg, voices)
     source = DecoderSource(lambda: derive(model, cache_dir), open_decoder)
+    acceleration = _acceleration(cfg, settings, gpu=not cpu)
     decoder = None
     if graphs_cached(model, cache_dir):
         t0 = time.perf_counter()
@@ -253,7 +255,7 @@ def _open_windowed(
             return None
         _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
     backend = WindowedBackend(decoder, scheduler, voice_table, source=source,
-                              first_voices=first, loop=loop)  # fmt: skip
+                              first_voices=first, loop=loop, acceleration=acceleration)  # fmt: skip
     for name in first:  # cached priors now (milliseconds); the rest in the background
         backend.load_cached(name)
     todo = [f"the norm priors of {n}" for n in first if not backend.has_priors(n)]
@@ -268,6 +270,19 @@ def _open_windowed(
             cache_dir,
         )
     return backend
+
+
+def _acceleration(cfg: EngineConfig, settings: RuntimeSettings, gpu: bool) -> Acceleration | None:
+    """``engine.runtime.backend``: the OpenVINO generator to prepare in the background, or
+    None (one log line says why, unless the backend was set to onnxruntime)."""
+    from .serving.acceleration import Acceleration, decide
+
+    mode = cfg.runtime.backend
+    if mode == "onnxruntime" or (gpu and mode == "auto"):
+        return None
+    acc = Acceleration(mode, decide(mode, gpu), settings.workers, settings.intra_op_threads)
+    acc.log_decision()
+    return acc if acc.decision.precision is not None else None
 
 
 def graphs_cached(model: Path, cache_dir: Path) -> bool:

@@ -19,6 +19,7 @@ GraphOptimization = Literal["disable", "basic", "extended", "all"]
 IoBinding = Literal["auto", "on", "off"]
 Strategy = Literal["adaptive", "sentence", "phrase", "chunk"]
 Int8Convolutions = Literal["auto", "on", "off"]
+Backend = Literal["auto", "onnxruntime", "openvino"]
 
 DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
 
@@ -59,6 +60,12 @@ class RuntimeConfig:
     profile_dir: str | None = None  # ORT profile, warmup cProfile, requests.jsonl timings
     io_binding: IoBinding = "auto"  # auto: on for CUDA/TensorRT
     cuda_graph: bool = False  # CUDA-graph replay of fixed-bucket models on CUDA/TensorRT
+    # What runs the windowed generator's convolution trunk on the CPU provider
+    # (engine/model/windowed/openvino.py): openvino = the OpenVINO runtime (the `openvino`
+    # extra), compiled in the background for the window lengths; auto = openvino where it
+    # is installed, the CPU has bf16 (AMX or AVX512_BF16) and a one-time timing finds it
+    # faster; onnxruntime = never
+    backend: Backend = "auto"
 
 
 @dataclass(frozen=True)

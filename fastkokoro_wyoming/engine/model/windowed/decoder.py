@@ -16,8 +16,9 @@ the window is padded (zeros after the end; the padding's samples are dropped).
 
 from __future__ import annotations
 
+import copy
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ class WindowedDecoder:
         self.fr = self._open("fr")
         self.phase = self._open("phase")
         self.generator = self._open("generator")
+        self._generator_factory: Callable[[], Any] | None = None  # with_generator's
         self._stats: Any = None
         self._lock = threading.Lock()
         self.norm_names = [
@@ -142,19 +144,46 @@ class WindowedDecoder:
             graphs = with_int8(graphs, int8)
         return cls(graphs, session_options, providers, **kw)
 
+    @property
+    def session_options(self) -> Any:
+        return self._options
+
+    @property
+    def providers(self) -> list[Any]:
+        return list(self._providers)
+
+    def open_session(self, name: str) -> Any:
+        """A new ORT session of graph ``name`` with this decoder's options."""
+        return self._open(name)
+
     def _open(self, name: str) -> Any:
         return self._ort.InferenceSession(
             str(self.graphs.path(name)), sess_options=self._options, providers=self._providers
         )
 
+    def with_generator(self, generator: Any, reopen: Callable[[], Any]) -> WindowedDecoder:
+        """A decoder sharing this one's sessions but running ``generator`` (same ``run``
+        signature as the ORT session: the OpenVINO trunk) at fixed window lengths (it is
+        compiled per length); ``reopen()`` gives it back after an idle unload. The engine
+        swaps decoders between segments, so a segment never changes generator midway."""
+        other = copy.copy(self)
+        other.generator, other.fixed_shapes = generator, True
+        other._generator_factory = reopen
+        return other
+
     def unload(self) -> None:
         """Drop every session (idle unload); :meth:`reload` reopens them."""
         with self._lock:
+            unload = getattr(self.generator, "unload", None)
+            if unload is not None:
+                unload()
             self.front = self.fr = self.phase = self.generator = self._stats = None
 
     def reload(self) -> None:
         self.front, self.fr = self._open("front"), self._open("fr")
-        self.phase, self.generator = self._open("phase"), self._open("generator")
+        self.phase = self._open("phase")
+        make = self._generator_factory
+        self.generator = make() if make is not None else self._open("generator")
 
     @property
     def stats_session(self) -> Any:

@@ -1,0 +1,137 @@
+"""engine.runtime.backend: the setting, the one-line fallback, the background hand-over.
+
+No model and no openvino needed: the CPU capability is passed in, and preparing is faked
+(the real thing, on the real model: tests/integration/test_openvino_generator.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from fastkokoro_wyoming.config import load_config
+from fastkokoro_wyoming.engine.errors import ConfigError
+from fastkokoro_wyoming.engine.serving.acceleration import Acceleration, Decision, decide
+from fastkokoro_wyoming.engine.serving.background import Progress
+
+
+def test_backend_defaults_to_auto_and_is_read_from_yaml_env_and_flags(tmp_path) -> None:
+    assert load_config(environ={}).engine.runtime.backend == "auto"
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("engine:\n  runtime:\n    backend: onnxruntime\n")
+    assert load_config(yaml, environ={}).engine.runtime.backend == "onnxruntime"
+    env = {"FASTKOKORO_ENGINE_RUNTIME_BACKEND": "OpenVINO"}
+    assert load_config(yaml, environ=env).engine.runtime.backend == "openvino"
+    flags = {"engine.runtime.backend": "auto"}
+    assert load_config(yaml, environ=env, overrides=flags).engine.runtime.backend == "auto"
+
+
+def test_an_unknown_backend_names_the_key_and_the_choices() -> None:
+    env = {"FASTKOKORO_ENGINE_RUNTIME_BACKEND": "tensorflow"}
+    with pytest.raises(ConfigError, match=r"engine.runtime.backend .*onnxruntime, openvino"):
+        load_config(environ=env)
+
+
+def _caps(precision: str | None, why: str = "OpenVINO 2026.4, CPU FP32/BF16"):
+    return lambda: (precision, why)
+
+
+def test_onnxruntime_never_asks_openvino() -> None:
+    def boom() -> tuple[str | None, str]:
+        raise AssertionError("openvino probed")
+
+    assert decide("onnxruntime", gpu=False, capability=boom).precision is None
+
+
+@pytest.mark.parametrize("mode", ["auto", "openvino"])
+def test_bf16_cpus_get_bf16(mode: str) -> None:
+    assert decide(mode, gpu=False, capability=_caps("bf16")) == Decision(
+        "bf16", "OpenVINO 2026.4, CPU FP32/BF16"
+    )
+
+
+def test_auto_keeps_onnxruntime_without_bf16_and_says_why() -> None:
+    d = decide("auto", gpu=False, capability=_caps("f32", "CPU FP32/INT8; flags avx512_vnni"))
+    assert d.precision is None and not d.warn
+    assert "no bf16" in d.why and "AMX" in d.why and "avx512_vnni" in d.why
+
+
+def test_an_explicit_openvino_without_bf16_still_uses_it_in_f32() -> None:
+    assert decide("openvino", gpu=False, capability=_caps("f32")).precision == "f32"
+
+
+def test_missing_package_warns_only_when_asked_for() -> None:
+    missing = _caps(None, "the openvino package is not installed (openvino)")
+    auto, explicit = (decide(m, gpu=False, capability=missing) for m in ("auto", "openvino"))
+    assert auto.precision is None and not auto.warn and "not installed" in auto.why
+    assert explicit.precision is None and explicit.warn
+    assert "pip install 'fastkokoro-wyoming[openvino]'" in explicit.why
+
+
+def test_a_broken_install_or_a_gpu_falls_back() -> None:
+    def broken() -> tuple[str | None, str]:
+        raise RuntimeError("no CPU plugin")
+
+    d = decide("openvino", gpu=False, capability=broken)
+    assert d.precision is None and "no CPU plugin" in d.why
+    assert decide("openvino", gpu=True, capability=_caps("bf16")).warn
+
+
+def test_the_fallback_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    acc = Acceleration("openvino", Decision(None, "not installed", warn=True), 2, 1)
+    with caplog.at_level(logging.INFO, "fastkokoro_wyoming"):
+        acc.log_decision()
+        acc.start(object(), Progress(), lambda d: None)  # type: ignore[arg-type]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "Generator backend: ONNX Runtime (not installed)")
+    ]
+
+
+class FakeDecoder:
+    window_lengths = [18, 28, 48, 88]
+
+
+class Prepared(Acceleration):
+    """Acceleration whose one-time work is a stand-in that waits for the test."""
+
+    def __init__(self, result: object, release: threading.Event) -> None:
+        super().__init__("auto", Decision("bf16", "test CPU"), 2, 1)
+        self.result, self.release = result, release
+        self.thread: str | None = None
+
+    def prepare(self, decoder, precision):  # type: ignore[override]
+        self.thread = threading.current_thread().name
+        assert self.release.wait(5)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def test_preparing_runs_in_the_background_and_hands_the_new_decoder_over() -> None:
+    release, got = threading.Event(), threading.Event()
+    new = object()
+    acc, progress, handed = Prepared(new, release), Progress(), []
+    acc.start(FakeDecoder(), progress, lambda d: (handed.append(d), got.set()))  # type: ignore[arg-type]
+    assert progress.pending()[0]["task"] == "Compiling the generator for OpenVINO"
+    assert handed == []  # the caller (the event loop) was not held up
+    release.set()
+    assert got.wait(5) and handed == [new]
+    assert acc.thread == "kokoro-background" and progress.pending() == []
+
+
+@pytest.mark.parametrize("result", [None, RuntimeError("compile failed")])
+def test_no_hand_over_when_not_faster_or_failed(result, caplog) -> None:
+    release = threading.Event()
+    release.set()
+    acc, progress, handed = Prepared(result, release), Progress(), []
+    with caplog.at_level(logging.WARNING, "fastkokoro_wyoming"):
+        acc.start(FakeDecoder(), progress, handed.append)  # type: ignore[arg-type]
+        for _ in range(500):
+            if not progress.pending():
+                break
+            threading.Event().wait(0.01)
+    assert handed == [] and progress.pending() == []
+    if isinstance(result, Exception):
+        assert "OpenVINO failed: compile failed" in caplog.text
