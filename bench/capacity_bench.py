@@ -11,7 +11,10 @@ ratio to fastkokoro's in the same round.
         [--main /work/main] [--rounds 1] [--splits 1x2,2x1] [--off] [--skip-anchor]
     (--off: also this branch with int8 off; --splits: this branch with each scheduler
     workers x intra-op threads split, so the split and the int8 rewrite are measured in one
-    interleaved run)
+    interleaved run; --openvino: also this branch with engine.runtime.backend openvino,
+    needs `uv run --extra cpu --extra openvino`; the other servers of this branch are
+    pinned to onnxruntime, and every server is measured only once /health lists no
+    one-time work left: the OpenVINO compile, the priors)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,6 +37,7 @@ from load_bench import Server, one_client, run_case, start_anchor, start_ours, w
 # admission would refuse the 4th and 8th client on 2 cores (that is its job): measure instead
 UNLIMITED = ("--engine-limits-bulk-max-wait-s", "100000", "--engine-limits-bulk-realtime-share")
 UNLIMITED += ("1000", "--engine-limits-interactive-max-wait-s", "100000")
+ORT = ("--engine-runtime-backend", "onnxruntime")  # auto would take OpenVINO where installed
 
 
 def start_tree(root: Path, name: str, model: Path, voices: Path, port: int, log: Path) -> Server:
@@ -54,6 +59,9 @@ async def main() -> None:
     parser.add_argument("--splits", default="1x2", help="this branch: workers x threads, ...")
     parser.add_argument("--off", action="store_true", help="also this branch with int8 off")
     parser.add_argument(
+        "--openvino", action="store_true", help="also this branch with the OpenVINO backend"
+    )
+    parser.add_argument(
         "--skip-anchor", action="store_true", help="no fastkokoro: ratios to the last server"
     )
     args = parser.parse_args()
@@ -62,7 +70,8 @@ async def main() -> None:
     servers = []
     for i, split in enumerate(args.splits.split(",")):  # this branch, int8 auto
         w, t = split.split("x")
-        flags = (*UNLIMITED, "--engine-runtime-workers", w, "--engine-runtime-intra-op-threads", t)
+        flags = (*UNLIMITED, *ORT, "--engine-runtime-workers", w)
+        flags += ("--engine-runtime-intra-op-threads", t)
         servers.append(start_ours(model, voices, 18980 + i, logs / f"int8-{split}.log", flags))
         servers[-1].name = f"this branch, {w} x {t}"
     if args.off:
@@ -71,10 +80,14 @@ async def main() -> None:
             voices,
             18991,
             logs / "off.log",
-            (*UNLIMITED, "--engine-decoder-int8-convolutions", "off"),
+            (*UNLIMITED, *ORT, "--engine-decoder-int8-convolutions", "off"),
         )
         off.name = "this branch, int8 off"
         servers.append(off)
+    if args.openvino:
+        flags = (*UNLIMITED, "--engine-runtime-backend", "openvino")
+        servers.append(start_ours(model, voices, 18990, logs / "openvino.log", flags))
+        servers[-1].name = "this branch, OpenVINO"
     if Path(args.main, "fastkokoro_wyoming").is_dir():
         servers.append(start_tree(Path(args.main), "main", model, voices, 18992, logs / "m.log"))
     if not args.skip_anchor:  # its first start installs fastkokoro 0.7.0 (minutes)
@@ -84,6 +97,7 @@ async def main() -> None:
     try:
         for s in servers:
             await wait_ready(s.port, s.proc, timeout=900)
+            await wait_prepared(s.port, timeout=900)
             async with aiohttp.ClientSession() as session:
                 await one_client(session, s, "Warm up the server.")
         cases = [(t, int(n)) for t in args.texts.split(",") for n in args.clients.split(",")]
@@ -101,6 +115,19 @@ async def main() -> None:
     finally:
         for s in servers:
             s.stop()
+
+
+async def wait_prepared(port: int, timeout: float) -> None:
+    """Until /health lists no one-time work (priors, the OpenVINO compile): what a
+    server serves after its first start, not during it."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            async with session.get(f"http://127.0.0.1:{port}/health") as r:
+                if not (await r.json()).get("preparing"):
+                    return
+            await asyncio.sleep(1.0)
+    print(f"server on {port} still preparing after {timeout:.0f} s: measured anyway")
 
 
 def _row(s: Server, results, anchor: str, text: str, n: int) -> None:
