@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -86,6 +87,7 @@ def derive_trunk(graphs: WindowedGraphs) -> TrunkGraphs:
         folded = fold_adain_snake(model, _TIME_INPUTS)
         pow_to_mul(model)
         parts = cut(model)
+        sines = polynomial_sin(parts["trunk"])
         for name, part in parts.items():
             onnx.save(part, str(tmp / f"{name}.onnx"))
         inputs = tuple(i.name for i in parts["trunk"].graph.input)
@@ -93,6 +95,7 @@ def derive_trunk(graphs: WindowedGraphs) -> TrunkGraphs:
             "format": FORMAT_VERSION,
             "trunk_inputs": list(inputs),
             "folded_adain_snake": folded,
+            "polynomial_sin": sines,
             "nodes": {n: len(p.graph.node) for n, p in parts.items()},
             "seconds": round(time.perf_counter() - t0, 1),
         }
@@ -129,6 +132,60 @@ def find_cuts(model: Any) -> tuple[str, str]:
     if har not in idx.ancestors([spec]):
         raise GraphNotSupported("the STFT's output does not reach conv_post")
     return har, spec
+
+
+def polynomial_sin(model: Any) -> int:
+    """Every ``Sin`` -> range reduction by pi and an odd Taylor polynomial (degree 13,
+    error < 1e-9 on [-pi/2, pi/2]), in place; returns how many. The trunk's ``Sin`` s are
+    the snakes' (``sin(u)^2``, so a sign flip from the reduction by pi does not matter):
+    OpenVINO runs ``Sin`` on a reference kernel (seen on the prototype), a polynomial in
+    its JIT-fused elementwise code."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits: list[Any] = []
+    count = 0
+
+    def const(value: float, name: str) -> str:
+        if name not in {t.name for t in inits}:
+            inits.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
+        return name
+
+    pi_hi = float(np.float32(np.pi))
+    names = {
+        "inv_pi": const(1.0 / np.pi, "polysin/inv_pi"),
+        "pi_hi": const(pi_hi, "polysin/pi_hi"),
+        "pi_lo": const(np.pi - pi_hi, "polysin/pi_lo"),
+        "one": const(1.0, "polysin/one"),
+    }
+    coefficients = [const((-1) ** k / math.factorial(2 * k + 1), f"polysin/c{2 * k + 1}")
+                    for k in range(1, 7)]  # fmt: skip
+    nodes: list[Any] = []
+
+    def op(kind: str, a: str, b: str | None, tag: str) -> str:
+        name = f"polysin/{count}/{tag}"
+        nodes.append(helper.make_node(kind, [a] + ([b] if b else []), [name], name=name))
+        return name
+
+    for node in model.graph.node:
+        if node.op_type != "Sin":
+            nodes.append(node)
+            continue
+        count += 1
+        u, out = node.input[0], node.output[0]
+        k = op("Round", op("Mul", u, names["inv_pi"], "q"), None, "k")
+        r = op("Sub", op("Sub", u, op("Mul", k, names["pi_hi"], "khi"), "r1"),
+               op("Mul", k, names["pi_lo"], "klo"), "r")  # fmt: skip
+        r2 = op("Mul", r, r, "r2")
+        acc = coefficients[-1]
+        for i, c in enumerate(reversed(coefficients[:-1])):
+            acc = op("Add", op("Mul", acc, r2, f"h{i}"), c, f"a{i}")
+        acc = op("Add", op("Mul", acc, r2, "h_last"), names["one"], "a_last")
+        nodes.append(helper.make_node("Mul", [acc, r], [out], name=f"polysin/{count}/sin"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(inits)
+    return count
 
 
 def cut(model: Any) -> dict[str, Any]:
