@@ -57,7 +57,7 @@ def capability() -> tuple[str | None, str]:
     """``(precision, why)``: ``bf16`` when OpenVINO's CPU plugin reports BF16 (AMX or
     AVX512_BF16), ``f32`` when it does not, ``None`` when openvino is not importable."""
     try:
-        import openvino as ov
+        import openvino as ov  # pyright: ignore[reportMissingImports] - the openvino extra
     except ImportError as err:
         return None, f"the openvino package is not installed ({err.name or err})"
     caps = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
@@ -86,7 +86,7 @@ class OpenVinoGenerator:
         cache_dir: Path | None = None,
     ) -> None:
         import onnxruntime as ort
-        import openvino as ov
+        import openvino as ov  # pyright: ignore[reportMissingImports] - the openvino extra
 
         self.trunk = trunk
         self.fallback = fallback  # the ORT generator session: lengths not compiled
@@ -100,7 +100,6 @@ class OpenVinoGenerator:
             core.set_property({"CACHE_DIR": str(cache_dir)})
         config = {
             "INFERENCE_PRECISION_HINT": precision,
-            "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": str(max(1, streams)),
             "INFERENCE_NUM_THREADS": str(max(1, streams) * max(1, threads)),
         }
@@ -137,7 +136,7 @@ class OpenVinoGenerator:
             elif name == "har":
                 out[name] = har
             else:
-                out[name] = [int(d.get_length()) for d in port.get_partial_shape()]
+                out[name] = [d.get_length() if d.is_static else 1 for d in port.get_partial_shape()]
         return out
 
     def _har_shape(self, steps: int) -> list[int]:
@@ -194,7 +193,7 @@ def signature_key(precision: str) -> str:
     """A file-name-safe key for this machine, runtime versions and precision."""
     import hashlib
 
-    import openvino as ov
+    import openvino as ov  # pyright: ignore[reportMissingImports] - the openvino extra
 
     from .int8select import machine_signature
 
