@@ -97,7 +97,7 @@ class Engine:
             vocab=vocab,
             g2p=g2p,
             languages=languages,
-            loudness=lambda: self.loudness,
+            loudness=loudness,
         )
 
     # --- warm-up ------------------------------------------------------------------------

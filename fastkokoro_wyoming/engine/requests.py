@@ -11,7 +11,6 @@ and every request use it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from .errors import (
     EmptyText,
@@ -50,7 +49,7 @@ class Requests:
         vocab: Vocab,
         g2p: G2P,
         languages: LanguageTable,
-        loudness: Callable[[], LoudnessTable | None],
+        loudness: LoudnessTable | None,
     ) -> None:
         self._cfg = cfg
         self._voices = voices
@@ -138,7 +137,7 @@ class Requests:
         for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
             if isinstance(piece, str):
                 inline.check(piece, self._vocab)
-        loudness = self._loudness()
+        loudness = self._loudness
         loud = loudness is not None and loudness.enabled
         gain = loudness.gain_for(voice) if loudness is not None else 1.0
         gain *= db_to_gain(voice.volume_db) * float(req.volume)
