@@ -9,10 +9,12 @@ writes it, and its discovery oneshot posts to a stand-in Supervisor API.
 
 The same two images are built for linux/arm64 (``ARCH=arm64``: the same script and
 Dockerfiles, a "-arm64" tag) and run under qemu-user-static through binfmt_misc, speaking
-the same sentence through both clients from the host.
+the same sentence through both clients from the host. Those two are opt-in
+(``FASTKOKORO_TEST_ARM64=1``): under emulation a build and a start take far longer than
+natively, and CI's budget for them is not measured yet (docs/operations.md, ARM).
 
-Needs root and buildah (.ci/run installs buildah, mmdebstrap and qemu-user-static); skipped
-otherwise, and the arm64 ones where qemu or binfmt_misc is missing (the script's exit 3).
+Needs root and buildah (.ci/run installs buildah and mmdebstrap); skipped otherwise, and
+the arm64 ones where qemu-user-static or binfmt_misc is missing (the script's exit 3).
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ MIN_ACCURACY = 0.8  # one 9-word sentence; the images scored 1.00
 
 
 CANNOT_EMULATE = 3  # scripts/build_images.sh: this architecture cannot be emulated here
+ARM64_OPT_IN = "FASTKOKORO_TEST_ARM64"
+
+
+def skip_unless_arm64_opted_in() -> None:
+    if os.environ.get(ARM64_OPT_IN) != "1":
+        pytest.skip(
+            f"arm64 images under qemu are opt-in ({ARM64_OPT_IN}=1; apt-get install "
+            "qemu-user-static): slow under emulation, not sized for CI yet"
+        )
 
 
 def build_and_check(kind: str, work: Path, arch: str | None = None) -> dict:
@@ -97,6 +108,7 @@ def test_addon_image_runs_its_scripts_with_the_options_file(tmp_path, kokoro_ass
 
 
 def test_arm64_cpu_image_speaks_under_emulation(tmp_path, kokoro_assets):
+    skip_unless_arm64_opted_in()
     entry = build_and_check("cpu", tmp_path, arch="arm64")
     assert entry["machine"] == "aarch64", "the image's own binaries ran, under qemu"
     assert entry["uid"] == "10001"
@@ -104,6 +116,7 @@ def test_arm64_cpu_image_speaks_under_emulation(tmp_path, kokoro_assets):
 
 
 def test_arm64_addon_image_speaks_under_emulation(tmp_path, kokoro_assets):
+    skip_unless_arm64_opted_in()
     skip_if_addon_ports_busy()
     entry = build_and_check("addon", tmp_path, arch="arm64")
     assert entry["machine"] == "aarch64"
