@@ -52,7 +52,7 @@ class FakeEngine:
             vocab=Vocab.load(),
             g2p=SpellingG2P(languages),
             languages=languages,
-            loudness=lambda: None,  # no loudness normalisation
+            loudness=None,  # no loudness normalisation
         )
         self.requests: list[SynthesisRequest] = []
         self.residency = None  # no idle unload
