@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, segment_capacity
 from .errors import ConfigError, UnknownVoice
 from .model.presets import check_presets
 from .model.residency import Reloadable, Residency, trim_heap
 from .model.runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .model.voices import Voice, VoiceStore, parse_blend
 from .model.weights import file_digest, plan_weights, prepare_model
+from .requests import phonemes_of, spoken_pieces
 from .serving.loudness import MEASURE_TEXTS, LoudnessTable
 from .serving.scheduler import Scheduler
 from .serving.trace import TraceSink
 from .settings import EngineConfig, ModelFiles
-from .text.cleanup import clean
 from .text.g2p import G2P
 from .text.languages import LanguageTable
 from .text.lexicon import Lexicon
@@ -188,8 +188,8 @@ def _loudness_table(
         return lambda: session.run(ids, style, 1.0)
 
     cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
-    english = [vocab.encode(vocab.keep(g2p.phonemize(clean(t), "a"))) for t in MEASURE_TEXTS]
-    capacity = min(session.contract.capacity, cfg.segmentation.max_tokens)  # Engine.capacity
+    english = [vocab.encode(phonemes_of(spoken_pieces(t), "a", g2p, vocab)) for t in MEASURE_TEXTS]
+    capacity = segment_capacity(session, cfg)
 
     def settled(voice: Voice) -> bool:  # windowed from now on, or never
         return windowed is None or windowed.priors_for(voice) is not None
