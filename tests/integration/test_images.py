@@ -97,7 +97,11 @@ def skip_if_addon_ports_busy() -> None:
 
 def test_addon_image_runs_its_scripts_with_the_options_file(tmp_path, kokoro_assets):
     skip_if_addon_ports_busy()
-    entry = build_and_check("addon", tmp_path)
+    check_addon(build_and_check("addon", tmp_path))
+
+
+def check_addon(entry: dict) -> None:
+    """The add-on speaks, read its options file and posted its discovery."""
     check_speech(entry)
     assert "voice af_heart" in entry["started_line"], "run.sh read /data/options.json"
     assert entry["discovery_exit"] == 0
@@ -120,6 +124,4 @@ def test_arm64_addon_image_speaks_under_emulation(tmp_path, kokoro_assets):
     skip_if_addon_ports_busy()
     entry = build_and_check("addon", tmp_path, arch="arm64")
     assert entry["machine"] == "aarch64"
-    check_speech(entry)
-    assert "voice af_heart" in entry["started_line"]
-    assert entry["discovery_exit"] == 0
+    check_addon(entry)
