@@ -142,7 +142,7 @@ async def http_client(
 
 
 async def wyoming_client(
-    port: int, stop: float, stats: Stats, rng: random.Random, streaming: bool
+    port: int, stop: float, stats: Stats, rng: random.Random, streaming: bool, think: float
 ) -> None:
     from wyoming.client import AsyncTcpClient
     from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
@@ -193,6 +193,8 @@ async def wyoming_client(
                     stats.outcomes["wyoming"]["ok"] += 1
         except (OSError, TimeoutError) as err:
             stats.fail("wyoming", f"{type(err).__name__}: {err}")
+        if think > 0:  # a person listens, then asks again: uniform, mean ``think`` seconds
+            await asyncio.sleep(rng.uniform(0, 2 * think))
 
 
 async def stalled_reader(port: int, stats: Stats) -> None:
@@ -395,7 +397,8 @@ async def load_round(run: Run, args: argparse.Namespace, seed: int) -> None:
     stop = time.monotonic() + args.seconds
     tasks = [http_client(http, stop, stats, random.Random(rng.random()), FORMATS[i % 4])
              for i in range(args.http_clients)]  # fmt: skip
-    tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1)
+    think = args.wyoming_think
+    tasks += [wyoming_client(wyo, stop, stats, random.Random(rng.random()), i % 2 == 1, think)
               for i in range(args.wyoming_clients)]  # fmt: skip
     tasks += [health_probe(http, stop, stats)]
     if not args.no_hostile:
@@ -446,6 +449,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternating between the trees")
     parser.add_argument("--http-clients", type=int, default=12)
     parser.add_argument("--wyoming-clients", type=int, default=6)
+    parser.add_argument(
+        "--wyoming-think", type=float, default=0.0,
+        help="mean seconds a Wyoming client waits between requests (0: back to back)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh-runs", type=int, default=9, help="fresh requests, idle/after")
     parser.add_argument(

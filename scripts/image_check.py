@@ -13,7 +13,11 @@ downloads it as on first start.
   with the options in /data/options.json and a stand-in Supervisor API on loopback that
   records the discovery POST.
 
-Writes a JSON report (sizes, build and start times, word accuracy) and prints it.
+Images of another architecture (``--arch``, scripts/build_images.sh's ARCH) run the same
+way under qemu-user through binfmt_misc; ``--qemu-cpu`` picks the CPU model qemu emulates.
+
+Writes a JSON report (sizes, build and start times, word accuracy, each request's wall
+time, the engine's start-up lines: decoding, int8 convolutions) and prints it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ ADDON_OPTIONS = {
     "log_level": "info",
 }
 S6 = "/etc/s6-overlay/s6-rc.d"
+# the engine's start-up lines worth a report: what it decided on this CPU
+ENGINE_LINES = ("Model ", "int8 convolutions", "Windowed decoding", "Engine ready", "Ready:")
 
 
 def port_in_use(port: int) -> bool:
@@ -109,6 +115,10 @@ class Container:
         subprocess.run(["buildah", "config", "--volume", "/data-", self.name], capture_output=True)
         self.procs: list[subprocess.Popen] = []
 
+    def output(self, argv: list[str]) -> str:
+        cmd = ["buildah", "run", "--isolation", "chroot", self.name, "--", *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
     def run(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         flags = [f"--env={k}={v}" for k, v in env.items()]
         cmd = ["buildah", "run", "--isolation", "chroot", f"--volume={self.data}:/data", *flags]
@@ -142,19 +152,29 @@ class Container:
 
 
 def speak(http_port: int, wyoming_port: int) -> dict:
-    """One OpenAI SDK request and one Wyoming synthesize; word accuracy of each."""
+    """One OpenAI SDK request and one Wyoming synthesize; word accuracy and wall time of each."""
+    t0 = time.monotonic()
     http = openai_speech(f"http://127.0.0.1:{http_port}/v1", TEXT)
+    t1 = time.monotonic()
     wyo = asyncio.run(wyoming_speech("127.0.0.1", wyoming_port, TEXT))
+    t2 = time.monotonic()
     return {
         "text": TEXT,
         "openai_audio_s": round(http.seconds, 2),
         "openai_word_accuracy": round(http.accuracy(TEXT), 3),
+        "openai_wall_s": round(t1 - t0, 2),
         "wyoming_audio_s": round(wyo.seconds, 2),
         "wyoming_word_accuracy": round(wyo.accuracy(TEXT), 3),
+        "wyoming_wall_s": round(t2 - t1, 2),
     }
 
 
-def check_cpu(image: str, work: Path, timeout: float) -> dict:
+def engine_lines(log: Path) -> list[str]:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [ln for ln in text.splitlines() if any(k in ln for k in ENGINE_LINES)]
+
+
+def check_cpu(image: str, work: Path, timeout: float, extra_env: dict[str, str]) -> dict:
     data = Path(tempfile.mkdtemp(prefix="cpu-data-", dir=work))
     seed_data(data, owner=10001)  # the image runs as uid 10001 (chown 10001 ./data)
     http_port, wyoming_port = free_port(), free_port()
@@ -164,21 +184,19 @@ def check_cpu(image: str, work: Path, timeout: float) -> dict:
         "FASTKOKORO_HTTP_PORT": str(http_port),
         "FASTKOKORO_WYOMING_HOST": "127.0.0.1",
         "FASTKOKORO_WYOMING_PORT": str(wyoming_port),
+        **extra_env,
     }
     ctr = Container(image, data)
     log = work / "run-cpu.log"
     log.unlink(missing_ok=True)
     try:
-        uid = subprocess.run(
-            ["buildah", "run", "--isolation", "chroot", ctr.name, "--", "id", "-u"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        uid, machine = ctr.output(["sh", "-c", "id -u; uname -m"]).split()
         proc = ctr.run(["fastkokoro-wyoming", "serve"], env, log)  # ENTRYPOINT + CMD
         ready = wait_healthy(f"http://127.0.0.1:{http_port}", timeout, lambda: proc.poll() is None)
-        result = {"uid": uid, "ready_s": round(ready, 1), **speak(http_port, wyoming_port)}
+        result = {"uid": uid, "machine": machine, "ready_s": round(ready, 1)}
+        result.update(speak(http_port, wyoming_port))
         result["exit_code_after_sigterm"] = ctr.stop(proc)
+        result["engine_lines"] = engine_lines(log)
         result["log_tail"] = log.read_text(errors="replace").splitlines()[-3:]
         return result
     finally:
@@ -211,7 +229,7 @@ class FakeSupervisor(http.server.ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def check_addon(image: str, work: Path, timeout: float) -> dict:
+def check_addon(image: str, work: Path, timeout: float, extra_env: dict[str, str]) -> dict:
     busy = [p for p in (8880, 10210) if port_in_use(p)]
     if busy:  # run.sh fixes the ports, as the add-on's network settings expect
         raise RuntimeError(f"the add-on listens on 8880 and 10210; in use here: {busy}")
@@ -222,15 +240,17 @@ def check_addon(image: str, work: Path, timeout: float) -> dict:
     env = {
         "SUPERVISOR_API": f"http://127.0.0.1:{supervisor.server_address[1]}",
         "SUPERVISOR_TOKEN": "test-token",
+        **extra_env,
     }
     ctr = Container(image, data)
     log = work / "run-addon.log"
     log.unlink(missing_ok=True)
     try:
+        machine = ctr.output(["uname", "-m"])
         proc = ctr.run([f"{S6}/fastkokoro/run"], env, log)  # shebang: with-contenv bashio
         discovery = ctr.run([f"{S6}/discovery/run"], env, log)
         ready = wait_healthy("http://127.0.0.1:8880", timeout, lambda: proc.poll() is None)
-        result = {"ready_s": round(ready, 1), **speak(8880, 10210)}
+        result = {"machine": machine, "ready_s": round(ready, 1), **speak(8880, 10210)}
         result["discovery_exit"] = discovery.wait(60)
         result["discovery"] = supervisor.posts
         log_text = log.read_text(errors="replace")
@@ -238,6 +258,7 @@ def check_addon(image: str, work: Path, timeout: float) -> dict:
             (ln for ln in log_text.splitlines() if "Starting: voice" in ln), None
         )
         result["exit_code_after_sigterm"] = ctr.stop(proc)
+        result["engine_lines"] = engine_lines(log)
         return result
     finally:
         ctr.remove()
@@ -258,10 +279,15 @@ def main() -> int:
     parser.add_argument("--size", action="append", default=[], help="kind=size")
     parser.add_argument("--base", action="append", default=[], help="what=image")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to get healthy")
+    parser.add_argument("--arch", help="the images' architecture (reported)")
+    parser.add_argument("--qemu-cpu", help="foreign arch: the CPU model qemu-user emulates")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     seconds, sizes = pairs(args.seconds), pairs(args.size)
-    report: dict = {"bases": pairs(args.base), "images": {}}
+    extra_env = {"QEMU_CPU": args.qemu_cpu} if args.qemu_cpu else {}  # read by qemu-user
+    report: dict = {"bases": pairs(args.base), "arch": args.arch, "images": {}}
+    if args.qemu_cpu:
+        report["qemu_cpu"] = args.qemu_cpu
     checks = {"cpu": check_cpu, "addon": check_addon}
     for kind, image in pairs(args.image).items():
         entry = {
@@ -270,7 +296,9 @@ def main() -> int:
             "size": sizes.get(kind, "?"),
         }
         try:
-            entry.update(checks[kind](image, args.work, args.timeout))
+            t0 = time.monotonic()
+            entry.update(checks[kind](image, args.work, args.timeout, extra_env))
+            entry["check_s"] = round(time.monotonic() - t0, 1)
         except Exception as exc:  # reported, then the exit status says it failed
             entry["error"] = f"{type(exc).__name__}: {exc}"
         report["images"][kind] = entry

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, segment_capacity
 from .errors import ConfigError, UnknownVoice
 from .model.presets import check_presets
 from .model.residency import Reloadable, Residency, trim_heap
 from .model.runtime import KokoroSession, RuntimeSettings, is_gpu, resolve_runtime, session_options
 from .model.voices import Voice, VoiceStore, parse_blend
 from .model.weights import file_digest, plan_weights, prepare_model
+from .requests import phonemes_of, spoken_pieces
 from .serving.loudness import MEASURE_TEXTS, LoudnessTable
 from .serving.scheduler import Scheduler
 from .serving.trace import TraceSink
@@ -123,6 +124,11 @@ def build_engine(
         session.lazy = True
         session.unload()
         trim_heap()
+    loudness = None
+    if cfg.loudness_lufs is not None:  # the presets are the voices Home Assistant will use
+        loudness = _loudness_table(cfg, session, scheduler, windowed, vocab, g2p, model, cache_dir)
+        for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
+            loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
     engine = Engine(
         cfg,
         voices=voices,
@@ -134,11 +140,8 @@ def build_engine(
         traces=TraceSink(settings.profile_dir) if settings.profile_dir is not None else None,
         windowed=windowed,
         residency=residency,
+        loudness=loudness,
     )
-    if cfg.loudness_lufs is not None:  # the presets are the voices Home Assistant will use
-        engine.loudness = _loudness_table(cfg, engine, model, cache_dir)
-        for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
-            engine.loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
     if cfg.warmup:
         if settings.profile_dir is not None:  # where first-audio regressions hide: warmup
             profile = cProfile.Profile()
@@ -165,11 +168,17 @@ def build_engine(
 
 
 def _loudness_table(
-    cfg: EngineConfig, engine: Engine, model: Path, cache_dir: Path
+    cfg: EngineConfig,
+    session: KokoroSession,
+    scheduler: Scheduler,
+    windowed: WindowedBackend | None,
+    vocab: Vocab,
+    g2p: G2P,
+    model: Path,
+    cache_dir: Path,
 ) -> LoudnessTable:
     """engine.loudness_lufs: measurements decoded the way the voice's requests are (windowed
     with its priors, else whole), cached per model file."""
-    windowed = engine.windowed
 
     def render(voice: Voice, ids: list[int], style: np.ndarray) -> Callable[[], np.ndarray]:
         priors = windowed.priors_for(voice) if windowed is not None else None
@@ -177,17 +186,16 @@ def _loudness_table(
         if decoder is not None and priors is not None:
             stats = priors.for_ids(len(ids))
             return lambda: decoder.decode_whole(decoder.plan(ids, style, 1.0, stats))
-        return lambda: engine.session.run(ids, style, 1.0)
+        return lambda: session.run(ids, style, 1.0)
 
     cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
-    english = [engine.vocab.encode(engine.phonemize(t, "a")) for t in MEASURE_TEXTS]
+    english = [vocab.encode(phonemes_of(spoken_pieces(t), "a", g2p, vocab)) for t in MEASURE_TEXTS]
+    capacity = segment_capacity(session, cfg)
 
     def settled(voice: Voice) -> bool:  # windowed from now on, or never
         return windowed is None or windowed.priors_for(voice) is not None
 
-    return LoudnessTable(
-        cfg.loudness_lufs, render, engine.scheduler, engine.capacity, cache, english, settled
-    )
+    return LoudnessTable(cfg.loudness_lufs, render, scheduler, capacity, cache, english, settled)
 
 
 def _first_voices(cfg: EngineConfig, voices: VoiceStore) -> list[str]:

@@ -97,7 +97,7 @@ class Engine:
             vocab=vocab,
             g2p=g2p,
             languages=languages,
-            loudness=lambda: self.loudness,
+            loudness=loudness,
         )
 
     # --- warm-up ------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class Engine:
     @property
     def capacity(self) -> int:
         """Longest segment: the model's limit, or less if configured (peak memory)."""
-        return min(self.session.contract.capacity, self.cfg.segmentation.max_tokens)
+        return segment_capacity(self.session, self.cfg)
 
     # --- catalog ------------------------------------------------------------------------
 
@@ -352,3 +352,9 @@ class Engine:
             durations = approximate_durations(len(seg.ids), audio, spf)
         start, stop = seg.join_bounds(audio)
         return WholeAudio(audio[start:stop], SegmentTiming(durations, spf, start))
+
+
+def segment_capacity(session: KokoroSession, cfg: EngineConfig) -> int:
+    """Ids per model call: the model's limit, or ``segmentation.max_tokens`` if lower
+    (:attr:`Engine.capacity`; also the builder's, before the engine exists)."""
+    return min(session.contract.capacity, cfg.segmentation.max_tokens)

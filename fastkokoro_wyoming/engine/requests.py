@@ -11,7 +11,6 @@ and every request use it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 from .errors import (
     EmptyText,
@@ -50,7 +49,7 @@ class Requests:
         vocab: Vocab,
         g2p: G2P,
         languages: LanguageTable,
-        loudness: Callable[[], LoudnessTable | None],
+        loudness: LoudnessTable | None,
     ) -> None:
         self._cfg = cfg
         self._voices = voices
@@ -138,7 +137,7 @@ class Requests:
         for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
             if isinstance(piece, str):
                 inline.check(piece, self._vocab)
-        loudness = self._loudness()
+        loudness = self._loudness
         loud = loudness is not None and loudness.enabled
         gain = loudness.gain_for(voice) if loudness is not None else 1.0
         gain *= db_to_gain(voice.volume_db) * float(req.volume)
@@ -174,16 +173,25 @@ class Requests:
         limit = self._cfg.limits.max_input_chars
         if len(text) > limit:
             raise TextTooLong(f"text is {len(text)} characters; the limit is {limit}", param="text")
-        pieces = [clean(p) for p in split_pauses(text) if isinstance(p, str)]
+        pieces = spoken_pieces(text)
         for piece in pieces:
             inline.check(piece, self._vocab, param="text")
-        return " ".join(
-            self._vocab.keep(self._g2p.phonemize(s, code))
-            for piece in pieces
-            for s in split_sentences(piece, code)
-        )
+        return phonemes_of(pieces, code, self._g2p, self._vocab)
 
     def phonemize_ids(self, text: str, lang: str) -> tuple[str, list[int]]:
         """:meth:`phonemize` and the model's ids for those phonemes (``/dev/phonemize``)."""
         phonemes = self.phonemize(text, lang)
         return phonemes, self._vocab.encode(phonemes)
+
+
+def spoken_pieces(text: str) -> list[str]:
+    """``text`` cleaned, without its ``[pause]`` marks: what is read aloud."""
+    return [clean(p) for p in split_pauses(text) if isinstance(p, str)]
+
+
+def phonemes_of(pieces: list[str], code: str, g2p: G2P, vocab: Vocab) -> str:
+    """The phonemes the model gets for already checked ``pieces``, sentence by sentence
+    (:meth:`Requests.phonemize`; also the builder's loudness texts, before an engine exists)."""
+    return " ".join(
+        vocab.keep(g2p.phonemize(s, code)) for piece in pieces for s in split_sentences(piece, code)
+    )

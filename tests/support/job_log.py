@@ -44,7 +44,9 @@ class JobLog:
     def overtakers(self, request: str) -> list[tuple[Logged, Logged]]:
         """(``request``'s job, another request's job that a worker took while it waited)."""
         out = []
-        for job in (j for j in self.jobs if j.request == request and j.started is not None):
+        for job in self.jobs:
+            if job.request != request or job.started is None:
+                continue
             for other in self.jobs:
                 if other.request != request and other.started is not None:
                     if job.queued < other.started < job.started:

@@ -1,4 +1,9 @@
-"""OpenAI-compatible HTTP front end against the fake engine: real server, real clients."""
+"""OpenAI-compatible HTTP front end: real server, real clients.
+
+Over a real Engine on the tiny graph (tests/support/tiny_engine.py) wherever a test only
+needs the engine to answer, so every refusal is the engine's own validation; over the
+fake (tests/support/fakes.py: the same validation, sine audio) where a test counts
+seconds of audio, records requests, or makes the engine slow or fail."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from fastkokoro_wyoming.http_api.metrics import Metrics
 from fastkokoro_wyoming.http_api.params import DEFAULT_VOICE_MAP, map_voice, merge_voice_map
 from tests.support.audio import decode
 from tests.support.fakes import FakeEngine
+from tests.support.tiny_engine import tiny_engine
 
 TIMEOUT = 10
 GOOD = {"model": "tts-1", "input": "Hello there. How are you.", "voice": "af_heart"}
@@ -76,8 +82,13 @@ async def aiter_enumerate(items: AsyncIterator) -> AsyncIterator[tuple[int, obje
 
 
 @asynccontextmanager
-async def serve(engine=None, **overrides) -> AsyncIterator[tuple[HttpService, str, FakeEngine]]:
-    engine = engine or FakeEngine()
+async def serve(engine=None, **overrides) -> AsyncIterator[tuple[HttpService, str, object]]:
+    """The HTTP front end over ``engine``, else over a real Engine on the tiny graph."""
+    if engine is None:
+        with tiny_engine() as real:
+            async with serve(real, **overrides) as served:
+                yield served
+        return
     service = await start_http_server(engine, http_config(**overrides), Metrics())
     try:
         yield service, f"http://127.0.0.1:{service.port}", engine
@@ -86,8 +97,17 @@ async def serve(engine=None, **overrides) -> AsyncIterator[tuple[HttpService, st
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[str, FakeEngine, aiohttp.ClientSession]]:
+async def server() -> AsyncIterator[tuple[str, object, aiohttp.ClientSession]]:
+    """Over a real Engine on the tiny graph."""
     async with serve() as (_, base, engine), aiohttp.ClientSession() as session:
+        yield base, engine, session
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[tuple[str, FakeEngine, aiohttp.ClientSession]]:
+    """Over the fake: 0.25 s of audio per sentence, every request recorded."""
+    engine = FakeEngine()
+    async with serve(engine) as (_, base, _), aiohttp.ClientSession() as session:
         yield base, engine, session
 
 
@@ -118,7 +138,8 @@ def assert_error(status: int, raw: bytes, want_status: int, param, code=None) ->
 
 @pytest.mark.parametrize("fmt", FORMATS)
 async def test_sdk_every_format_decodes(fmt: str) -> None:
-    async with serve() as (_, base, engine):
+    engine = FakeEngine()
+    async with serve(engine) as (_, base, _):
         client = sdk(base)
         resp = await client.audio.speech.create(
             model="tts-1", voice="af_heart", input="One. Two.", response_format=fmt
@@ -132,7 +153,7 @@ async def test_sdk_every_format_decodes(fmt: str) -> None:
 
 
 async def test_sdk_streaming_response_default_mp3() -> None:
-    async with serve() as (_, base, _engine):
+    async with serve(FakeEngine()) as (_, base, _):
         client = sdk(base)
         async with client.audio.speech.with_streaming_response.create(
             model="gpt-4o-mini-tts", voice="alloy", input="A. B. C.", instructions="cheerful"
@@ -187,8 +208,8 @@ async def test_client_disconnect_stops_synthesis() -> None:
         await service.stop()
 
 
-async def test_stream_false_has_content_length(server) -> None:
-    base, _, session = server
+async def test_stream_false_has_content_length(fake_server) -> None:
+    base, _, session = fake_server
     status, headers, raw = await post(
         session, base, {**GOOD, "stream": False, "response_format": "flac"}
     )
@@ -197,8 +218,8 @@ async def test_stream_false_has_content_length(server) -> None:
     assert decode(raw, "flac")[2] == pytest.approx(0.5, abs=0.01)
 
 
-async def test_sse_events(server) -> None:
-    base, _, session = server
+async def test_sse_events(fake_server) -> None:
+    base, _, session = fake_server
     status, headers, raw = await post(session, base, {**GOOD, "stream_format": "sse"})
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     events = []
@@ -428,8 +449,8 @@ async def test_models_and_voices(server) -> None:
         assert (await r.json())["voices"] == ["af_heart", "bf_emma", "jf_alpha"]
 
 
-async def test_request_fields_reach_engine(server, caplog) -> None:
-    base, engine, session = server
+async def test_request_fields_reach_engine(fake_server, caplog) -> None:
+    base, engine, session = fake_server
     caplog.set_level(logging.INFO, logger="fastkokoro_wyoming.http_api.speech")
     bodies = [
         {**GOOD, "voice": "alloy", "instructions": "whisper"},
@@ -476,9 +497,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 async def test_metrics_text() -> None:
-    engine = FakeEngine()
-    engine.provider = "CPUExecutionProvider"
-    async with serve(engine) as (_, base, _), aiohttp.ClientSession() as session:
+    async with serve() as (_, base, engine), aiohttp.ClientSession() as session:
         await post(session, base, {**GOOD, "response_format": "wav"})
         await post(session, base, {**GOOD, "speed": 9})
         async with session.get(f"{base}/metrics") as r:
@@ -491,6 +510,7 @@ async def test_metrics_text() -> None:
     assert got[("fastkokoro_time_to_first_audio_seconds_count", ())] == 1
     assert got[("fastkokoro_real_time_factor_bucket", (("le", "+Inf"),))] == 1
     assert got[("fastkokoro_active_streams", ())] == 0
+    assert engine.provider == "CPUExecutionProvider"  # the tiny graph's real session
     assert got[("fastkokoro_info", (("provider", "CPUExecutionProvider"),))] == 1
     assert "# TYPE fastkokoro_requests_total counter" in text
     assert "# TYPE fastkokoro_time_to_first_audio_seconds histogram" in text

@@ -6,7 +6,7 @@ Every server here has an API key (``serve``): the page's routes answer without i
 from __future__ import annotations
 
 from fastkokoro_wyoming.http_api.page import load_static
-from tests.support.http import serve  # a real server with an API key, FakeEngine
+from tests.support.http import serve  # a real server with an API key, tiny engine
 
 TYPES = {
     "/": "text/html",

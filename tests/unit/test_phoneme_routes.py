@@ -1,5 +1,6 @@
-"""The /dev phoneme routes' request handling over the fake engine: shapes, errors, the key.
-The real model's answers are in tests/integration/test_user_pronunciation.py. ~1 s."""
+"""The /dev phoneme routes' request handling over a real Engine on the tiny graph (its
+spelling G2P): shapes, errors (the engine's own), the key. The real model's answers are in
+tests/integration/test_user_pronunciation.py. ~1 s."""
 
 from __future__ import annotations
 

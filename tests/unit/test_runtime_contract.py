@@ -13,10 +13,10 @@ from fastkokoro_wyoming.engine.model.runtime import (
     RuntimeSettings,
     resolve_providers,
 )
-from fastkokoro_wyoming.engine.model.voices import VoiceStore
 from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from fastkokoro_wyoming.engine.text.vocab import Vocab
+from tests.support.tiny_engine import SpellingG2P, voice_store
 from tests.support.tiny_models import FRAMES_PER_ID, build_bucket_model, build_classic_model
 
 STYLE = np.zeros((1, 256), np.float32)
@@ -59,23 +59,13 @@ def test_classic_wraps_ids_in_pads(tmp_path):
     assert list(audio[::600]) == [0.0, 5.0, 6.0, 0.0]
 
 
-class SpellingG2P:
-    """Phonemes = the text itself (letters are in Kokoro's vocab), no spaCy needed."""
-
-    def phonemize(self, text, code, normalize=True):
-        return text.lower()
-
-    def warm(self, code):
-        pass
-
-
 def tiny_engine(session, **cfg):
-    styles = {"af_heart": np.zeros((510, 256), np.float32)}
+    table = LanguageTable()
     return Engine(
         EngineConfig(limits=LimitsConfig(max_input_chars=10_000), **cfg),
-        voices=VoiceStore(styles, LanguageTable()),
+        voices=voice_store(table, ("af_heart",)),
         vocab=Vocab.load(),
-        g2p=SpellingG2P(),
+        g2p=SpellingG2P(table),
         session=session,
         scheduler=Scheduler(1, 64),
         languages=LanguageTable(),
@@ -143,12 +133,12 @@ class SlowG2P(SpellingG2P):
         import time
 
         time.sleep(0.3)  # long enough for a cancel to land while a worker thread runs it
-        return super().phonemize(text, code, normalize)
+        return super().phonemize(text, code, normalize=normalize)
 
 
 async def test_cancel_during_g2p_releases_the_stream(bucket_session):
     eng = tiny_engine(bucket_session)
-    eng.g2p = SlowG2P()
+    eng.g2p = SlowG2P(LanguageTable())
     agen = eng.synthesize(SynthesisRequest(". ".join(["abc def"] * 20)))
     step = asyncio.ensure_future(agen.__anext__())
     await asyncio.sleep(0.1)  # the engine now waits on next(plan) (G2P) in a thread
@@ -166,14 +156,13 @@ class GatedG2P(SpellingG2P):
     def __init__(self):
         import threading
 
+        super().__init__(LanguageTable())
         self.gate = threading.Event()
-        self.calls = 0
 
     def phonemize(self, text, code, normalize=True):
-        self.calls += 1
-        if self.calls > 1:
+        if self.calls:  # SpellingG2P records each call
             self.gate.wait(5)
-        return super().phonemize(text, code, normalize)
+        return super().phonemize(text, code, normalize=normalize)
 
 
 async def test_first_segment_is_yielded_while_later_ones_are_still_planned(bucket_session):

@@ -1,7 +1,7 @@
 """SSML past the parser: the streaming splitter, how spans become segments (voice, speed,
 phoneme words, pauses), and the flags of both front ends. No model: an engine built from
-its parts with random voices, and a G2P that returns the text (~1 s, most of it the
-loopback Wyoming server)."""
+its parts with random voices, and a G2P that spells (tests/support/tiny_engine.py); ~1 s,
+most of it the loopback Wyoming server."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from fastkokoro_wyoming.config import EngineConfig
 from fastkokoro_wyoming.engine.engine import Engine
-from fastkokoro_wyoming.engine.model.voices import VoiceStore
 from fastkokoro_wyoming.engine.serving.passages import Passage
 from fastkokoro_wyoming.engine.serving.plan import Segment
 from fastkokoro_wyoming.engine.text.cleanup import Pause
@@ -29,35 +28,20 @@ from fastkokoro_wyoming.http_api.params import merge_voice_map, parse_speech_bod
 from fastkokoro_wyoming.wyoming_api.service import start_wyoming_server
 from fastkokoro_wyoming.wyoming_api.ssml_stream import is_ssml
 from tests.support.fakes import FakeEngine, wyoming_settings
+from tests.support.tiny_engine import SpellingG2P, voice_store
 
 VOICES = ("af_heart", "bf_emma", "ff_siwis", "ef_dora")
 
 
-class EchoG2P:
-    """Phonemes = the text lowercased (all in Kokoro's vocabulary); records each call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def phonemize(self, text: str, code: str, *, normalize: bool = True) -> str:
-        self.calls.append((text, code))
-        return text.lower()
-
-    def phonemize_tokens(self, text: str, code: str, *, normalize: bool = True):
-        return text, self.phonemize(text, code), None
-
-
-def make_engine() -> tuple[Engine, EchoG2P]:
-    rng = np.random.default_rng(0)
-    styles = {n: rng.standard_normal((510, 256)).astype(np.float32) for n in VOICES}
+def make_engine() -> tuple[Engine, SpellingG2P]:
     table = LanguageTable()
-    g2p = EchoG2P()
+    g2p = SpellingG2P(table)
     session = SimpleNamespace(provider="cpu", contract=SimpleNamespace(capacity=510))
     engine = Engine(
         EngineConfig(),
-        voices=VoiceStore(styles, table),
+        voices=voice_store(table, VOICES),
         vocab=Vocab.load(),
-        g2p=g2p,  # type: ignore[arg-type]
+        g2p=g2p,
         session=session,  # type: ignore[arg-type]
         scheduler=None,  # type: ignore[arg-type]  # nothing here runs the model
         languages=table,

@@ -1,5 +1,6 @@
 """Wyoming fuzz cases over real loopback TCP: every bad client is answered or dropped,
-the server stays up and other clients are unaffected."""
+the server stays up and other clients are unaffected. Over a real Engine on the tiny graph
+(tests/support/tiny_engine.py), but for the slow reader's flood of sentences (the fake)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from fastkokoro_wyoming.config import WyomingConfig
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
 from tests.support.fakes import FakeEngine, wyoming_settings
+from tests.support.tiny_engine import tiny_engine
 
 TIMEOUT = 5.0
 
@@ -33,9 +35,10 @@ def settings(**changes: object) -> WyomingConfig:
 
 @pytest.fixture
 async def service():
-    svc = await start_wyoming_server(FakeEngine(), settings())  # type: ignore[arg-type]
-    yield svc
-    await svc.stop()
+    with tiny_engine() as engine:
+        svc = await start_wyoming_server(engine, settings())
+        yield svc
+        await svc.stop()
 
 
 async def raw(svc: WyomingService) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -1,8 +1,14 @@
-"""Wyoming front end over real loopback TCP, with the fake engine."""
+"""Wyoming front end over real loopback TCP.
+
+Over a real Engine on the tiny graph (tests/support/tiny_engine.py) where a test only
+needs answers, so the catalog and every refusal are the engine's own; over the fake
+(tests/support/fakes.py: the same validation, sine audio) where a test records requests
+or makes the engine slow or fail."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -25,6 +31,7 @@ from fastkokoro_wyoming.engine.errors import SynthesisFailed
 from fastkokoro_wyoming.engine.types import SAMPLE_RATE, SynthesisRequest
 from fastkokoro_wyoming.wyoming_api.service import WyomingService, start_wyoming_server
 from tests.support.fakes import FakeEngine, wyoming_settings
+from tests.support.tiny_engine import tiny_engine
 
 TIMEOUT = 5.0
 
@@ -49,6 +56,17 @@ async def _serve(engine: FakeEngine, **settings: object) -> WyomingService:
     return await start_wyoming_server(engine, wyoming_settings(**settings))  # type: ignore[arg-type]
 
 
+@contextlib.asynccontextmanager
+async def _serve_tiny(**settings: object) -> AsyncIterator[WyomingService]:
+    """The server over a real Engine on the tiny graph (both closed afterwards)."""
+    with tiny_engine() as engine:
+        service = await start_wyoming_server(engine, wyoming_settings(**settings))
+        try:
+            yield service
+        finally:
+            await service.stop()
+
+
 def _client(service: WyomingService) -> AsyncTcpClient:
     return AsyncTcpClient("127.0.0.1", service.port, connect_timeout=TIMEOUT)
 
@@ -71,8 +89,7 @@ def _types(events: list[Event]) -> list[str]:
 
 
 async def test_describe_lists_voices_and_languages() -> None:
-    service = await _serve(FakeEngine())
-    try:
+    async with _serve_tiny() as service:
         async with _client(service) as client:
             await client.write_event(Describe().event())
             info = Info.from_event(await _read(client))
@@ -87,8 +104,6 @@ async def test_describe_lists_voices_and_languages() -> None:
         assert voices["jf_alpha"].languages == ["ja-JP"]
         assert voices["af_heart"].description == "Heart (en-US, female)"
         assert all(v.installed for v in program.voices)
-    finally:
-        await service.stop()
 
 
 async def test_synthesize_streams_chunks_with_one_stop() -> None:
@@ -173,8 +188,7 @@ async def test_compatibility_synthesize_inside_stream_is_ignored() -> None:
 
 
 async def test_unknown_voice_errors_then_stops_and_server_keeps_serving() -> None:
-    service = await _serve(FakeEngine())
-    try:
+    async with _serve_tiny() as service:
         async with _client(service) as client:
             await client.write_event(Synthesize(text="Hi.", voice=SynthesizeVoice("nope")).event())
             events = await _read_until(client, "audio-stop")
@@ -186,13 +200,10 @@ async def test_unknown_voice_errors_then_stops_and_server_keeps_serving() -> Non
             await client.write_event(Synthesize(text="Hi.").event())
             events = await _read_until(client, "audio-stop")
             assert _types(events) == ["audio-start", "audio-stop"]
-    finally:
-        await service.stop()
 
 
 async def test_streaming_unknown_voice_ends_with_synthesize_stopped() -> None:
-    service = await _serve(FakeEngine())
-    try:
+    async with _serve_tiny() as service:
         async with _client(service) as client:
             await client.write_event(SynthesizeStart(voice=SynthesizeVoice("nope")).event())
             await client.write_event(SynthesizeChunk(text="Hi. There.").event())
@@ -200,8 +211,6 @@ async def test_streaming_unknown_voice_ends_with_synthesize_stopped() -> None:
             events = await _read_until(client, "synthesize-stopped")
         assert _types(events) == ["error", "synthesize-stopped"]
         assert Error.from_event(events[0]).code == "unknown_voice"
-    finally:
-        await service.stop()
 
 
 class BrokenEngine(FakeEngine):
@@ -242,8 +251,7 @@ async def test_failure_after_audio_start_still_ends_the_request(exc: Exception, 
 
 
 async def test_empty_text_still_ends_both_paths() -> None:
-    service = await _serve(FakeEngine())
-    try:
+    async with _serve_tiny() as service:
         async with _client(service) as client:
             await client.write_event(Synthesize(text="  ").event())
             events = await _read_until(client, "audio-stop")
@@ -255,13 +263,10 @@ async def test_empty_text_still_ends_both_paths() -> None:
             await client.write_event(SynthesizeStop().event())
             events = await _read_until(client, "synthesize-stopped")
             assert _types(events) == ["error", "synthesize-stopped"]
-    finally:
-        await service.stop()
 
 
 async def test_unknown_and_malformed_events_are_ignored() -> None:
-    service = await _serve(FakeEngine())
-    try:
+    async with _serve_tiny() as service:
         async with _client(service) as client:
             await client.write_event(Event(type="made-up-event", data={"x": 1}))
             await client.write_event(Event(type="select-program", data={"name": "kokoro"}))
@@ -272,8 +277,6 @@ async def test_unknown_and_malformed_events_are_ignored() -> None:
             await client.write_event(Event(type="synthesize", data={"text": "Hi.", "voice": "x"}))
             events = await _read_until(client, "audio-stop")
             assert _types(events) == ["error", "audio-stop"]
-    finally:
-        await service.stop()
 
 
 async def test_describe_answers_during_synthesis() -> None:

@@ -30,6 +30,7 @@ bound, or when interactive work alone keeps the workers busy.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections import deque
@@ -39,6 +40,8 @@ from dataclasses import dataclass
 from ..errors import Busy
 from ..settings import LimitsConfig
 from .scheduler import Scheduler
+
+_LOGGER = logging.getLogger(__name__)
 
 LOAD_WINDOW_S = 30.0  # the interactive load is measured over this much recent time
 MIN_LOAD_SPAN_S = 5.0  # ... and over at least this long (a quiet start is not a rate)
@@ -166,6 +169,13 @@ class Admission:
         self.promised[kind] += 1
         if seconds > predicted.promise:
             self.late[kind] += 1
+            _LOGGER.info(
+                "A %s request's first audio came after %.2f s; it was promised %.2f s "
+                "(predicted wait %.2f s: %d jobs due, %.1f requests starting, %.2f s a job, "
+                "interactive load %.2f)",
+                kind, seconds, predicted.promise, predicted.seconds, predicted.jobs_due,
+                predicted.starting, predicted.mean_job_seconds, predicted.interactive_load,
+            )  # fmt: skip
         if predicted.alone:
             if not joined:
                 self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
