@@ -123,7 +123,12 @@ class Acceleration:
 
     def prepare(self, decoder: WindowedDecoder, precision: str) -> WindowedDecoder | None:
         """Cut, compile, check and time (blocking); the decoder to use, or None (logged)."""
-        from ..model.windowed.ovtrunk import MIN_SPEEDUP, OpenVinoGenerator, check_and_time
+        from ..model.windowed.ovtrunk import (
+            MAX_MEL_DB,
+            MIN_SPEEDUP,
+            OpenVinoGenerator,
+            check_and_time,
+        )
         from ..model.windowed.trunk import derive_trunk
 
         graphs = decoder.graphs
@@ -144,8 +149,9 @@ class Acceleration:
         if not meta.get("passed"):
             _LOGGER.warning(
                 "Generator backend: ONNX Runtime (OpenVINO's output is %.2f dB log-mel from "
-                "ONNX Runtime's on the probe, bound 2.0)",
+                "ONNX Runtime's on the probe, bound %.1f)",
                 meta.get("mel_db", float("nan")),
+                MAX_MEL_DB,
             )
             return None
         if self.mode == "auto" and speed < MIN_SPEEDUP:

@@ -35,7 +35,14 @@ from .trunk import TrunkGraphs
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_MEL_DB = 2.0  # OpenVINO generator vs the ORT one on the probe's windows
+# OpenVINO generator vs the ORT one on the probe's windows: a check that the conversion is
+# sound, not the quality bound (tests/integration/test_openvino_generator.py asserts 2.0 dB
+# mean over sentences: 1.65 measured, bf16 on AVX512_BF16). The probe is one sentence, and
+# most of its distance is ORT's own: the export's convolutions quantise their activations
+# to uint8 at run time, the trunk runs them in float, and the dequantised generator in ORT
+# fp32 is itself 2.1-2.3 dB from the uint8 one on the probe (2.1-2.4 for OpenVINO bf16).
+MAX_MEL_DB = 3.0
+CHECK_VERSION = 2  # in the cached check's key: 2 = the 3.0 dB probe bound
 MIN_SPEEDUP = 1.05  # auto: used only when at least this much faster (as int8select)
 _REPEATS = 3
 _CPU_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni")
@@ -197,7 +204,7 @@ def signature_key(precision: str) -> str:
 
     from .int8select import machine_signature
 
-    raw = f"{machine_signature()}|openvino {ov.get_version()}|{precision}"
+    raw = f"{machine_signature()}|openvino {ov.get_version()}|{precision}|check {CHECK_VERSION}"
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 

@@ -38,7 +38,7 @@ from .graphs import WindowedGraphs
 
 _LOGGER = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the trunk's xgen and har inputs carry their rank
 SUBDIR = "openvino"
 PARTS = ("pre", "trunk", "post")
 _TIME_INPUTS = ("xgen", "f0", "phase")
@@ -200,6 +200,19 @@ def cut(model: Any) -> dict[str, Any]:
     keep = {n: vi for n, vi in originals.items() if n not in ("f0", "phase")}
     trunk = extract(model, {**keep, har: None}, [spec])
     rename(trunk, {har: "har", spec: "spec"})
+    _rank3(trunk, {"xgen": [1, 512, "steps"], "har": [1, "bins", "har_steps"]})
     post = extract(model, {spec: None}, [audio])
     rename(post, {spec: "spec"})
     return {"pre": pre, "trunk": trunk, "post": post}
+
+
+def _rank3(model: Any, shapes: dict[str, list[int | str]]) -> None:
+    """Give these graph inputs a shape (symbolic where it varies), in place: the cut leaves
+    them rankless (the export's own inputs are), and OpenVINO's ONNX reader refuses a
+    ``Conv`` whose input rank is unknown before any reshape can fix it."""
+    from onnx import TensorProto, helper
+
+    for i, vi in enumerate(model.graph.input):
+        if vi.name in shapes:
+            new = helper.make_tensor_value_info(vi.name, TensorProto.FLOAT, shapes[vi.name])
+            model.graph.input[i].CopyFrom(new)
