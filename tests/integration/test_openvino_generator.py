@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -136,6 +137,10 @@ async def test_the_engine_switches_to_openvino_between_segments(kokoro_assets) -
         else:
             pytest.fail("the OpenVINO generator was not swapped in within 120 s")
         audio = await collect(engine.synthesize(engine.prepare(SynthesisRequest(text))))
+        # OpenVINO's inference threads were made at the daemon's priority, not nice 19
+        # (they keep their maker's: the compile ran in a nice-19 child process)
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        assert max(_thread_nice_values()) == base, _thread_nice_values()
         heard = await asyncio.to_thread(transcribe, audio)
         assert word_accuracy(text, heard) >= 0.85, heard
         assert not engine.windowed.preparing() or all(
@@ -143,3 +148,14 @@ async def test_the_engine_switches_to_openvino_between_segments(kokoro_assets) -
         )
     finally:
         engine.close()
+
+
+def _thread_nice_values() -> list[int]:
+    """Every thread's nice value (/proc/self/task/*/stat, field 19)."""
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            out.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+        except (OSError, IndexError, ValueError):  # a thread that just ended
+            pass
+    return out

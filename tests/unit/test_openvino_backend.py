@@ -7,7 +7,9 @@ No model and no openvino needed: the CPU capability is passed in, and preparing 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import types
 
 import pytest
 
@@ -100,9 +102,14 @@ class Prepared(Acceleration):
         super().__init__("auto", Decision("bf16", "test CPU"), 2, 1)
         self.result, self.release = result, release
         self.thread: str | None = None
+        self.steps: list[str] = []
+
+    def build_in_child(self, decoder, precision) -> None:  # type: ignore[override]
+        self.steps.append(f"child {os.getpriority(os.PRIO_PROCESS, threading.get_native_id())}")
 
     def prepare(self, decoder, precision):  # type: ignore[override]
         self.thread = threading.current_thread().name
+        self.steps.append("load")
         assert self.release.wait(5)
         if isinstance(self.result, Exception):
             raise self.result
@@ -118,7 +125,24 @@ def test_preparing_runs_in_the_background_and_hands_the_new_decoder_over() -> No
     assert handed == []  # the caller (the event loop) was not held up
     release.set()
     assert got.wait(5) and handed == [new]
-    assert acc.thread == "kokoro-background" and progress.pending() == []
+    assert acc.thread == "kokoro-openvino" and progress.pending() == []
+    # the compile in the child first, then the load in a thread at the caller's priority
+    # (OpenVINO's inference threads keep the nice value of the thread that loads)
+    assert acc.steps == [f"child {os.getpriority(os.PRIO_PROCESS, 0)}", "load"]
+
+
+def test_a_failed_compile_process_says_its_last_line(monkeypatch) -> None:
+    import subprocess
+
+    from fastkokoro_wyoming.engine.model.windowed import ovtrunk
+
+    failed = subprocess.CompletedProcess([], 1, b"", b"Traceback\nRuntimeError: no CPU plugin\n")
+    monkeypatch.setattr(ovtrunk, "cached_check", lambda *a: None)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: failed)
+    acc = Acceleration("auto", Decision("bf16", "test CPU"), 1, 1)
+    decoder = types.SimpleNamespace(graphs=None, window_lengths=[18])
+    with pytest.raises(RuntimeError, match="exited 1: RuntimeError: no CPU plugin"):
+        acc.build_in_child(decoder, "bf16")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("result", [None, RuntimeError("compile failed")])

@@ -2,9 +2,12 @@
 
 The windowed decoder always opens on ONNX Runtime. When the backend may be OpenVINO,
 everything one-time (the generator cut, seconds of onnx work; a compile per window length,
-1-2 s each; the check and timing against ORT, a few seconds, cached) runs in one nice-19
-thread (:func:`.background.in_low_priority_thread`), so requests keep being decoded by ORT
-meanwhile and never wait for it. When it is ready, the windowed backend's decoder is
+1-2 s each; the check and timing against ORT, a few seconds; all cached) runs in one nice-19
+child process (``ovtrunk.build_cache``; a child, not a thread, because OpenVINO's inference
+threads keep the nice value of the thread that compiled), so requests keep being decoded by
+ORT meanwhile and never wait for it. A thread at the daemon's own priority waits for it and
+then loads the compiled blobs (~0.5 s a length; a restart with the caches in place goes
+straight to this). When it is ready, the windowed backend's decoder is
 replaced by one whose generator is the OpenVINO one; a segment keeps the decoder its render
 started with (``Engine._start_render``), so none changes generator midway.
 
@@ -19,16 +22,22 @@ the ORT generator it replaces.
 from __future__ import annotations
 
 import logging
+import pickle
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..model.windowed.decoder import WindowedDecoder
-from .background import Progress, in_low_priority_thread
+from .background import Progress
 
 _LOGGER = logging.getLogger(__name__)
 
 COMPILE_SECONDS = 2.0  # one window length, for the first estimate (1.2-1.8 s measured)
+CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ class Acceleration:
         progress: Progress,
         ready: Callable[[WindowedDecoder], None],
     ) -> None:
-        """Prepare in a nice-19 thread; ``ready(new decoder)`` from that thread."""
+        """Prepare in a thread at the caller's priority whose heavy part waits on a nice-19
+        child process; ``ready(new decoder)`` from that thread."""
         precision = self.decision.precision
         if precision is None:
             return
@@ -119,19 +129,66 @@ class Acceleration:
             _LOGGER.warning("Generator backend: ONNX Runtime (OpenVINO failed: %s)", err)
             progress.end("openvino")
 
-        in_low_priority_thread(lambda: self.prepare(decoder, precision), done, failed)
+        def work() -> WindowedDecoder | None:
+            self.build_in_child(decoder, precision)
+            return self.prepare(decoder, precision)  # from the caches: loads, no compile
+
+        in_caller_priority_thread(work, done, failed)
+
+    def build_in_child(self, decoder: WindowedDecoder, precision: str) -> None:
+        """The cut, the compile and the check in a nice-19 child process (blocking), into
+        the caches :meth:`prepare` then reads (``ovtrunk.build_cache`` says why a child)."""
+        from ..model.windowed.ovtrunk import cached_check
+
+        if cached_check(decoder.graphs, decoder.window_lengths, precision) is not None:
+            return  # a restart: prepare() loads the blobs (or compiles, if they were lost)
+        args = (decoder.graphs, decoder.window_lengths, precision, self.streams, self.threads)
+        code = "from fastkokoro_wyoming.engine.model.windowed.ovtrunk import child_main as m; m()"
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=pickle.dumps(args),
+            capture_output=True,
+            timeout=CHILD_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(f"the compile process exited {done.returncode}: {lines[-1]}")
+
+    def _accepts(self, meta: dict[str, Any], precision: str) -> bool:
+        """The check passed and (``auto``) OpenVINO is faster here; else one line why."""
+        from ..model.windowed.ovtrunk import MAX_MEL_DB, MIN_SPEEDUP
+
+        if not meta.get("passed"):
+            _LOGGER.warning(
+                "Generator backend: ONNX Runtime (OpenVINO's output is %.2f dB log-mel from "
+                "ONNX Runtime's on the probe, bound %.1f)",
+                meta.get("mel_db", float("nan")),
+                MAX_MEL_DB,
+            )
+            return False
+        speed = float(meta.get("speedup", 0.0))
+        if self.mode == "auto" and speed < MIN_SPEEDUP:
+            _LOGGER.info(
+                "Generator backend: ONNX Runtime (OpenVINO %s is %.2fx its speed here)",
+                precision,
+                speed,
+            )
+            return False
+        return True
 
     def prepare(self, decoder: WindowedDecoder, precision: str) -> WindowedDecoder | None:
-        """Cut, compile, check and time (blocking); the decoder to use, or None (logged)."""
-        from ..model.windowed.ovtrunk import (
-            MAX_MEL_DB,
-            MIN_SPEEDUP,
-            OpenVinoGenerator,
-            check_and_time,
-        )
+        """Cut, compile, check and time (blocking; each step from its cache where it is
+        there); the decoder to use, or None (logged). A cached check that refuses it
+        refuses before anything is loaded (a restart on a CPU where it is slower)."""
+        from ..model.windowed.ovtrunk import OpenVinoGenerator, cached_check, check_and_time
         from ..model.windowed.trunk import derive_trunk
 
         graphs = decoder.graphs
+        cached = cached_check(graphs, decoder.window_lengths, precision)
+        if cached is not None and not self._accepts(cached, precision):
+            self.meta = cached
+            return None
         trunk = derive_trunk(graphs)
         generator = OpenVinoGenerator(
             trunk,
@@ -145,21 +202,7 @@ class Acceleration:
             cache_dir=trunk.directory / "cache",
         )
         self.meta = meta = check_and_time(graphs, generator, graphs.path("generator"))
-        speed = float(meta.get("speedup", 0.0))
-        if not meta.get("passed"):
-            _LOGGER.warning(
-                "Generator backend: ONNX Runtime (OpenVINO's output is %.2f dB log-mel from "
-                "ONNX Runtime's on the probe, bound %.1f)",
-                meta.get("mel_db", float("nan")),
-                MAX_MEL_DB,
-            )
-            return None
-        if self.mode == "auto" and speed < MIN_SPEEDUP:
-            _LOGGER.info(
-                "Generator backend: ONNX Runtime (OpenVINO %s is %.2fx its speed here)",
-                precision,
-                speed,
-            )
+        if not self._accepts(meta, precision):
             return None
         new: WindowedDecoder | None = None
 
@@ -169,3 +212,25 @@ class Acceleration:
 
         new = decoder.with_generator(generator, reopen)
         return new
+
+
+def in_caller_priority_thread(
+    work: Callable[[], Any],
+    done: Callable[[Any, float], None],
+    failed: Callable[[Exception], None],
+) -> None:
+    """:func:`.background.in_low_priority_thread` without the nice 19: the thread that
+    loads OpenVINO's compiled blobs makes its inference threads, which requests then run
+    on, so it keeps its maker's priority (the event loop's or a worker's); its heavy part
+    waits on the nice-19 child."""
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        try:
+            result = work()
+        except Exception as err:  # a broken install, the child's failure, disk full
+            failed(err)
+            return
+        done(result, time.perf_counter() - t0)
+
+    threading.Thread(target=run, name="kokoro-openvino", daemon=True).start()

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -208,6 +209,34 @@ def signature_key(precision: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
+def _check_path(directory: Path, precision: str) -> Path:
+    return directory / f"meta-{signature_key(precision)}.json"
+
+
+def _read_check(path: Path, lengths: Sequence[int]) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("lengths") == sorted(set(lengths)) else None
+
+
+def cached_check(
+    graphs: WindowedGraphs, lengths: Sequence[int], precision: str
+) -> dict[str, Any] | None:
+    """The cached check of the cut for these lengths, if both are cached (a restart: no
+    child, and a refusal refuses before anything is loaded)."""
+    from .trunk import FORMAT_VERSION, trunk_dir
+
+    directory = trunk_dir(graphs)
+    try:
+        if json.loads((directory / "meta.json").read_text()).get("format") != FORMAT_VERSION:
+            return None
+    except (OSError, ValueError):
+        return None
+    return _read_check(_check_path(directory, precision), lengths)
+
+
 def check_and_time(
     graphs: WindowedGraphs, generator: OpenVinoGenerator, reference: Path
 ) -> dict[str, Any]:
@@ -215,13 +244,10 @@ def check_and_time(
     probe sentence cut into each compiled length: log-mel bound, then speed-up by process
     CPU time, interleaved, median of repeats. Cached per
     machine signature beside the graphs."""
-    path = generator.trunk.directory / f"meta-{signature_key(generator.precision)}.json"
-    try:
-        meta = json.loads(path.read_text())
-        if meta.get("lengths") == generator.lengths:
-            return meta
-    except (OSError, ValueError):
-        pass
+    path = _check_path(generator.trunk.directory, generator.precision)
+    cached = _read_check(path, generator.lengths)
+    if cached is not None:
+        return cached
     from .int8select import _probe
 
     probe = _probe(graphs)["generator"]
@@ -247,6 +273,44 @@ def check_and_time(
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, path)
     return meta
+
+
+def build_cache(
+    graphs: WindowedGraphs, lengths: Sequence[int], precision: str, streams: int, threads: int
+) -> dict[str, Any]:
+    """Everything one-time, for a child process: the cut, OpenVINO's compiled blobs of each
+    length (in the cut's ``cache/``) and the check and timing; returns the check.
+
+    Why a child: OpenVINO makes its inference threads when it compiles, and a thread takes
+    the nice value of the thread that makes it, so a compile in a nice-19 thread of the
+    daemon would leave every later request's generator running at nice 19 (measured: 96 %
+    of the inference CPU time in such threads). The child runs at nice 19 and exits; the
+    daemon then loads the blobs (~0.5 s a length) at its own priority."""
+    from .trunk import derive_trunk
+
+    trunk = derive_trunk(graphs)
+    generator = OpenVinoGenerator(trunk, None, lengths, precision, streams=streams,
+                                  threads=threads, cache_dir=trunk.directory / "cache")  # fmt: skip
+    return check_and_time(graphs, generator, graphs.path("generator"))
+
+
+def child_main() -> None:
+    """``build_cache`` in a nice-19 child: its pickled arguments on stdin (from the daemon's
+    own :func:`.serving.acceleration` call), the check as JSON on stdout."""
+    import pickle
+    import sys
+
+    os.nice(19)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the daemon went away: its caches are not worth finishing
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+    args = pickle.loads(sys.stdin.buffer.read())  # our parent's, over a pipe
+    json.dump(build_cache(*args), sys.stdout)
 
 
 def _window(gen: dict[str, Any], frames: int) -> dict[str, Any]:
