@@ -35,7 +35,7 @@ async def fp32_engine(
             weights="fp32",
             cache_dir=str(tmp_path_factory.mktemp("modelprep_cache")),
         ),
-        runtime=RuntimeConfig(intra_op_threads=2),
+        runtime=RuntimeConfig(intra_op_threads=2, backend="onnxruntime"),
         limits=LimitsConfig(),
     )
     engine = await load_engine(cfg)

@@ -53,6 +53,8 @@ def test_the_run_command_installs_no_test_tools() -> None:
     run = _installed_by("--extra", "cpu")
     assert {"onnxruntime", "onnx", "wyoming", "aiohttp", "zeroconf", "misaki"} <= run
     assert not run & TEST_TOOLS, sorted(run & TEST_TOOLS)
+    assert "openvino" not in run  # an extra (engine.runtime.backend), never the base install
+    assert "openvino" in _installed_by("--extra", "cpu", "--extra", "openvino")
 
 
 def test_the_test_command_still_gets_the_test_tools() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig
+from fastkokoro_wyoming.config import EngineConfig, LimitsConfig, ModelConfig, RuntimeConfig
 
 
 def patient_limits(**kw: object) -> LimitsConfig:
@@ -20,7 +20,12 @@ def patient_limits(**kw: object) -> LimitsConfig:
 
 
 def engine_config(model: Path, voices: Path, **kw: object) -> EngineConfig:
+    """The engine on the fetched assets; the generator on ONNX Runtime unless ``runtime``
+    says otherwise: with the ``openvino`` extra installed (CI installs it for
+    tests/integration/test_openvino_generator.py), ``auto`` would swap OpenVINO in midway
+    on a CPU where it pays, under tests whose bounds are ONNX Runtime's."""
     limits = kw.pop("limits", patient_limits())
+    kw.setdefault("runtime", RuntimeConfig(backend="onnxruntime"))
     return EngineConfig(model=ModelConfig(path=str(model), voices=str(voices)), limits=limits, **kw)  # type: ignore[arg-type]
 
 
