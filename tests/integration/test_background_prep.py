@@ -97,7 +97,11 @@ async def test_a_first_start_serves_whole_then_switches_to_windows(
         await _until(lambda: engine.windowed.decoder is not None, 600, "derived")
         voice = engine.voice_store.resolve(cfg.default_voice)
         await _until(lambda: engine.windowed.has_priors(voice.name), 900, "calibrated")
-        assert engine.preparing == []
+        # quick priors serve; the full plan refines them in the background, last in line
+        assert [t["task"] for t in engine.preparing] in (
+            [],
+            [f"Refining norm priors for {voice.name}"],
+        )
         windowed = await _chunks(engine, FOX)
         assert len(windowed) >= 3
         assert np.concatenate(windowed).size == whole[0].size  # same durations, same length

@@ -32,13 +32,18 @@ class Calibration:
     path: Path
     steps: list[tuple[int, list[int], np.ndarray]]  # (anchor index, ids, style row)
     pool: StatsPool
-    reference: NormPriors | None = None  # quick calibration: keep this voice's row curve
+    refine: bool = False  # the full plan, replacing quick priors already in use
     todo: list[int] = field(default_factory=list)  # steps not yet decoded, next first
     in_flight: int = 0  # decodes submitted and not yet collected
     done: int = 0
     error: BaseException | None = None  # the first decode that failed: the voice stays whole
     preempted: int = 0
     started: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """Its entry in the background progress (``/health``)."""
+        return f"{'refine' if self.refine else 'priors'}:{self.name}"
 
     @staticmethod
     def pool_channels(decoder: WindowedDecoder | None) -> tuple[int, ...]:
