@@ -89,7 +89,12 @@ class Engine:
         self.traces = traces  # per-request timings, when profiling is on
         self._streams: set[SpeechStream] = set()
         self._arrivals = 0  # requests admitted so far
-        self.admission = Admission(cfg.limits, scheduler, self._starting_streams)
+        self.admission = Admission(
+            cfg.limits,
+            scheduler,
+            self._starting_streams,
+            interactive_streams=self._interactive_streams,
+        )
         self._seq = itertools.count()
         self.requests = Requests(
             cfg,
@@ -177,11 +182,19 @@ class Engine:
         """Requests synthesizing now."""
         return len(self._streams)
 
-    def _starting_streams(self) -> float:
-        """Admitted requests without their first audio yet, as the share of a first
-        audio's cost still ahead of them: a whole one while the text is in G2P, half
-        once the first model call is queued (that job is counted in the queue too)."""
-        return sum(1.0 if s.renders == 0 else 0.5 for s in self._streams if not s.playing)
+    def _interactive_streams(self) -> int:
+        """Interactive requests synthesizing now (admission's present interactive load)."""
+        return sum(1 for s in self._streams if s.urgency.interactive)
+
+    def _starting_streams(self, interactive: bool) -> float:
+        """Admitted requests of that kind without their first audio yet, as the share of
+        a first audio's cost still ahead of them: a whole one while the text is in G2P,
+        half once the first model call is queued (that job is counted in the queue too)."""
+        return sum(
+            1.0 if s.renders == 0 else 0.5
+            for s in self._streams
+            if not s.playing and s.urgency.interactive == interactive
+        )
 
     async def synthesize(
         self,

@@ -135,8 +135,10 @@ class Requests:
                 "input has no speakable text (only symbols, emoji or control characters)"
             )
         for piece in pieces:  # [word](/phonemes/) with a symbol the model lacks: refused
-            if isinstance(piece, str):
-                inline.check(piece, self._vocab)
+            texts = piece.parts if isinstance(piece, Passage) else (piece,)  # SSML text too
+            for text in texts:
+                if isinstance(text, str):
+                    inline.check(text, self._vocab)
         loudness = self._loudness
         loud = loudness is not None and loudness.enabled
         gain = loudness.gain_for(voice) if loudness is not None else 1.0

@@ -3,9 +3,9 @@
 * A first start (an empty cache: no windowed graphs, no priors) serves at once: replies are
   decoded whole while the graphs are derived and the default voice is calibrated in the
   background; ``/health`` lists that work; then the same engine windows its segments.
-* A voice calibrating in the background never makes a request wait behind it: checked by
-  the order of model calls (a request's job queued while a calibration decode runs aborts
-  that decode), not by wall time.
+* A voice calibrating in the background never makes a request wait behind it, and still
+  finishes under a light steady load: checked on the model calls (how long a due request
+  job had waited whenever a decode ran to its end), not on first-audio wall times.
 * Stopping mid-calibration is clean: no traceback, no "scheduler is closed".
 
 Costs (2 vCPUs, idle): the first start ~30-40 s (one voice's full calibration), the order
@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import threading
+import time
 
 import aiohttp
 import numpy as np
@@ -25,6 +27,11 @@ import numpy as np
 from fastkokoro_wyoming.assets import load_engine
 from fastkokoro_wyoming.config import Config, HttpConfig, WyomingConfig
 from fastkokoro_wyoming.engine import SynthesisRequest
+from fastkokoro_wyoming.engine.serving.scheduler import (
+    PREEMPT_MAX_WAIT_S,
+    PREEMPT_SLACK_S,
+    Priority,
+)
 from tests.support.engines import engine_config
 from tests.support.speech import transcribe, word_accuracy
 
@@ -90,7 +97,11 @@ async def test_a_first_start_serves_whole_then_switches_to_windows(
         await _until(lambda: engine.windowed.decoder is not None, 600, "derived")
         voice = engine.voice_store.resolve(cfg.default_voice)
         await _until(lambda: engine.windowed.has_priors(voice.name), 900, "calibrated")
-        assert engine.preparing == []
+        # quick priors serve; the full plan refines them in the background, last in line
+        assert [t["task"] for t in engine.preparing] in (
+            [],
+            [f"Refining norm priors for {voice.name}"],
+        )
         windowed = await _chunks(engine, FOX)
         assert len(windowed) >= 3
         assert np.concatenate(windowed).size == whole[0].size  # same durations, same length
@@ -104,86 +115,97 @@ async def test_a_first_start_serves_whole_then_switches_to_windows(
         engine.close()
 
 
-class CallOrder:
-    """Records, in order, the engine's model calls: request jobs queued and started, and
-    background calibration decodes started and how they ended."""
+class CallTrace:
+    """Records the engine's model calls as they happen: each request job's queueing (with
+    its priority) and start, each calibration decode's start and end, and, at every decode
+    that ran to its end, how long each request job that was due had already waited."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, int]] = []
-        self._lock = threading.Lock()
-        self._step = 0
+        self.lock = threading.Lock()
+        self.waiting: dict[int, tuple[float, Priority]] = {}  # job -> (queued at, priority)
+        self.served_beside = 0  # request jobs that started while a decode ran
+        self.decodes_done = 0
+        self.decodes_aborted = 0
+        self.running_decodes = 0
+        self.waited_behind: list[float] = []  # seconds a due job had waited at a decode's end
+        self._ids = itertools.count()
 
-    def add(self, kind: str, ident: int = 0) -> None:
-        with self._lock:
-            self.events.append((kind, ident))
+    def queued(self, priority: Priority) -> int:
+        with self.lock:
+            job = next(self._ids)
+            self.waiting[job] = (time.monotonic(), priority)
+            return job
 
-    def next_step(self) -> int:
-        with self._lock:
-            self._step += 1
-            return self._step
+    def started(self, job: int) -> None:
+        with self.lock:
+            self.waiting.pop(job, None)
+            self.served_beside += self.running_decodes > 0
+
+    def decode(self, run):
+        with self.lock:
+            self.running_decodes += 1
+        try:
+            out = run()
+        except Exception:
+            with self.lock:
+                self.decodes_aborted += 1
+            raise
+        finally:
+            with self.lock:
+                self.running_decodes -= 1
+        with self.lock:
+            self.decodes_done += 1
+            now = time.monotonic()
+            for queued_at, priority in self.waiting.values():
+                due_since = max(queued_at, priority.deadline() - PREEMPT_SLACK_S)
+                if due_since < now:
+                    self.waited_behind.append(now - due_since)
+        return out
 
 
 async def test_no_request_waits_behind_a_calibration_decode(engine, monkeypatch) -> None:
-    backend = engine.windowed
-    order = CallOrder()
+    """A voice calibrates while short requests for another keep coming (one every ~0.3 s,
+    the light steady load under which priors used to never finish): the priors finish, and
+    no request job that was due waited at a decode's end longer than the scheduler's bound
+    (PREEMPT_MAX_WAIT_S, plus ORT's abort latency): decodes yield or run beside requests.
+    Checked on the calls themselves, not on first-audio wall times."""
+    backend, scheduler = engine.windowed, engine.scheduler
+    trace = CallTrace()
     original_stats = backend._stats
-    original_submit = engine.scheduler.submit
+    original_submit = scheduler.submit
 
     def stats(decoder, ids, style, options):
-        step = order.next_step()
-        order.add("bg-start", step)
-        try:
-            out = original_stats(decoder, ids, style, options)
-        except Exception:
-            order.add("bg-aborted", step)
-            raise
-        order.add("bg-done", step)
-        return out
+        return trace.decode(lambda: original_stats(decoder, ids, style, options))
 
     def submit(fn, priority, abort=None, *, admit=True, background=False):
         if background:
             return original_submit(fn, priority, abort, admit=admit, background=True)
+        job = trace.queued(priority)
 
         def traced():
-            order.add("req-start")
+            trace.started(job)
             return fn()
 
-        job = original_submit(traced, priority, abort, admit=admit, background=False)
-        order.add("req-queued")
-        return job
+        return original_submit(traced, priority, abort, admit=admit, background=False)
 
     monkeypatch.setattr(backend, "_stats", stats)
-    monkeypatch.setattr(engine.scheduler, "submit", submit)
+    monkeypatch.setattr(scheduler, "submit", submit)
     backend.forget("am_puck")
     voice = engine.voice_store.resolve("am_puck")
     await _chunks(engine, "Hello there.", voice="am_puck")  # starts its calibration
-    preempted = 0
-    for _ in range(8):  # short requests for the default voice while it calibrates
-        await _until(lambda: order.events and order.events[-1][0] == "bg-start", 120, "running")
-        await _chunks(engine, "Yes, of course.")
+    requests = 0
+    for _ in range(2000):  # short requests for the default voice while it calibrates
         if backend.has_priors(voice.name):
             break
-    await _until(lambda: backend.has_priors(voice.name), 900, "calibrated")
-    # Every request job queued while a calibration decode ran started before that decode
-    # finished: the decode was aborted (and redone later), never waited for.
-    running: int | None = None
-    waited_behind = 0
-    pending_requests = 0
-    for kind, ident in order.events:
-        if kind == "bg-start":
-            running = ident
-        elif kind in ("bg-done", "bg-aborted"):
-            if kind == "bg-done" and pending_requests:
-                waited_behind += 1
-            preempted += kind == "bg-aborted"
-            running = None
-        elif kind == "req-queued" and running is not None:
-            pending_requests += 1
-        elif kind == "req-start":
-            pending_requests = max(0, pending_requests - 1)
-    assert preempted >= 1, order.events
-    # one may finish inside the watcher's few-millisecond poll, never a pattern
-    assert waited_behind <= 1, order.events
+        await _chunks(engine, "Yes, of course.")
+        requests += 1
+        await asyncio.sleep(0.3)
+    assert backend.has_priors(voice.name), f"not calibrated after {requests} requests"
+    assert trace.decodes_done >= 6 and requests >= 1
+    bound = PREEMPT_MAX_WAIT_S + 0.5  # ORT checks its terminate flag between nodes
+    assert max(trace.waited_behind, default=0.0) <= bound, trace.waited_behind
+    if scheduler.workers >= 2:  # the other worker serves requests: decodes go on beside
+        assert trace.served_beside >= 1
 
 
 async def test_stopping_mid_calibration_logs_no_traceback(kokoro_assets, caplog) -> None:

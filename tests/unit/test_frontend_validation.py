@@ -36,6 +36,7 @@ from tests.support.tiny_engine import tiny_engine
 
 TIMEOUT = 10.0
 SSML_BROKEN = "<speak>a <b></speak>"
+SSML_INLINE = "<speak>Say [x](/$/).</speak>"  # an inline span in SSML text: checked too
 
 # (the engine request, the same request as an HTTP body's changes)
 CASES = {
@@ -59,6 +60,10 @@ CASES = {
         SynthesisRequest(SSML_BROKEN, ssml=True),
         {"input": SSML_BROKEN, "ssml": True},
     ),
+    "inline phonemes in ssml": (
+        SynthesisRequest(SSML_INLINE, ssml=True),
+        {"input": SSML_INLINE, "input_format": "ssml"},
+    ),
 }
 # What Wyoming can say of these: a text, a voice name, a language, a text format.
 WYOMING = {
@@ -70,6 +75,7 @@ WYOMING = {
     "unknown language": Synthesize("Hi.", voice=SynthesizeVoice(language="xx")),
     "inline phonemes": Synthesize("Say [x](/$/)."),
     "malformed ssml": Synthesize(SSML_BROKEN, text_format="ssml"),
+    "inline phonemes in ssml": Synthesize(SSML_INLINE, text_format="ssml"),
 }
 
 

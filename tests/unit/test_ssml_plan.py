@@ -15,6 +15,7 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from fastkokoro_wyoming.config import EngineConfig
 from fastkokoro_wyoming.engine.engine import Engine
+from fastkokoro_wyoming.engine.errors import InvalidPhonemes
 from fastkokoro_wyoming.engine.serving.passages import Passage
 from fastkokoro_wyoming.engine.serving.plan import Segment
 from fastkokoro_wyoming.engine.text.cleanup import Pause
@@ -125,6 +126,18 @@ def test_malformed_ssml_is_refused_by_prepare_and_empty_ssml_is_empty():
         engine.prepare(SynthesisRequest("<speak>a <b></speak>", ssml=True))
     with pytest.raises(Exception, match="no speakable text"):
         engine.prepare(SynthesisRequest("<speak> <mark name='x'/> </speak>", ssml=True))
+
+
+def test_inline_phonemes_in_ssml_text_are_checked_like_plain_text():
+    """``[word](/phonemes/)`` in an SSML document's text is read as in plain text, so a
+    symbol the model lacks is refused naming it, not dropped from the audio."""
+    engine, _ = make_engine()
+    ok = engine.prepare(SynthesisRequest("<speak>Say [Kokoro](/kˈOkəɹO/).</speak>", ssml=True))
+    assert "[Kokoro](/kˈOkəɹO/)" in ok.pieces[0].parts[0]  # type: ignore[union-attr]
+    with pytest.raises(InvalidPhonemes, match=r"'Kokoro' contain '9' \(U\+0039"):
+        engine.prepare(
+            SynthesisRequest("<speak><s>Say [Kokoro](/kˈOkəɹO9/).</s></speak>", ssml=True)
+        )
 
 
 # --- streaming: chunks -> one document per sentence -------------------------------------

@@ -82,6 +82,7 @@ def test_an_unknown_symbol_is_refused_naming_it():
     with pytest.raises(InvalidPhonemes) as err:
         engine().prepare(SynthesisRequest("Say [this](/ðɪs$/) now."))
     assert "'$'" in err.value.message and "'this'" in err.value.message
+    assert "POST /dev/phonemize" in err.value.message  # the route's real method
     assert err.value.status == 400 and err.value.param == "input"
 
 

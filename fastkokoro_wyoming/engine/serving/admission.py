@@ -89,25 +89,32 @@ class Urgency:
 class Admission:
     """The admission rule (``engine.limits``), applied by :meth:`Engine.synthesize`.
 
-    ``starting`` counts admitted requests without their first audio yet: a burst
-    arriving at once must see the requests just ahead of it (their text is still in
-    G2P, their jobs not queued), or every one of them would find an empty queue. Each
-    costs what a request's first audio costs on this machine when nothing else runs
-    (G2P, the plan and the first window): measured on such requests, 1 s until then.
+    ``starting(interactive)`` counts admitted requests of that kind without their first
+    audio yet: a burst arriving at once must see the requests just ahead of it (their
+    text is still in G2P, their jobs not queued), or every one of them would find an
+    empty queue. Each costs what a first audio of its kind costs on this machine when
+    nothing else runs (G2P, the plan and the first window), measured per kind on such
+    requests: a Home Assistant reply's first sentence is short, an HTTP narration's
+    first segment and its G2P are not (a burst's bulk requests were served 2-3x later
+    than a shared figure promised). Until a kind has been measured, the other's figure,
+    but at least 1 s.
     """
 
     def __init__(
         self,
         limits: LimitsConfig,
         scheduler: Scheduler | None,
-        starting: Callable[[], float],
+        starting: Callable[[bool], float],
         clock: Callable[[], float] = time.monotonic,  # the scheduler's deadlines' clock
+        interactive_streams: Callable[[], int] = lambda: 0,
     ) -> None:
         self.limits = limits
         self.clock = clock
         self.scheduler = scheduler
         self.starting = starting
-        self.first_audio_seconds = 1.0  # prior: a small CPU; measured from then on
+        self.interactive_streams = interactive_streams  # interactive requests synthesizing
+        self.first_audio = {True: 1.0, False: 1.0}  # by ``interactive``; prior: a small CPU
+        self._measured = {True: False, False: False}
         # observed / predicted wait of requests admitted behind others, per kind: what
         # the count misses (G2P and the model sharing the cores)
         self.correction = {True: 1.0, False: 1.0}  # by ``interactive``
@@ -122,6 +129,23 @@ class Admission:
         self.audio_seconds = 0.0
         self._mark = (0.0, 0.0)  # (busy_seconds, audio_seconds) at the last measurement
         self._load: deque[tuple[float, float]] = deque()  # (time, interactive_seconds)
+
+    @property
+    def first_audio_seconds(self) -> float:
+        """The first audio's cost alone, the larger of the two kinds'."""
+        return max(self.first_audio_cost(True), self.first_audio_cost(False))
+
+    @first_audio_seconds.setter
+    def first_audio_seconds(self, seconds: float) -> None:
+        self.first_audio = {True: seconds, False: seconds}
+        self._measured = {True: True, False: True}
+
+    def first_audio_cost(self, interactive: bool) -> float:
+        """What a first audio of this kind costs alone (see the class docstring)."""
+        if self._measured[interactive]:
+            return self.first_audio[interactive]
+        other = not interactive
+        return max(1.0, self.first_audio[other]) if self._measured[other] else 1.0
 
     def note_audio(self, seconds: float) -> None:
         """A request yielded ``seconds`` of audio (the engine calls this per chunk)."""
@@ -142,9 +166,18 @@ class Admission:
         return sched.workers / self.cost_per_audio_second
 
     def interactive_load(self) -> float:
-        """Interactive model time per second (workers' worth) over the last
-        :data:`LOAD_WINDOW_S`: the interactive work that arrives while a bulk request
-        waits, and goes ahead of it."""
+        """Interactive model time per second (workers' worth): the interactive work that
+        arrives while a bulk request waits, and goes ahead of it. The rate measured over
+        the last :data:`LOAD_WINDOW_S`, or, when more, the real-time need of the
+        interactive streams synthesizing now (each the model time a second of audio
+        costs, up to a worker): a burst on a server that has measured no rate yet (a
+        cold start, or Home Assistant users who all ask at once) is seen as it happens,
+        not 30 s later, so bulk requests in it are not promised a wait that the
+        interactive requests arriving behind them will take."""
+        present = self.interactive_streams() * min(1.0, self.cost_per_audio_second)
+        return max(present, self._measured_interactive_load())
+
+    def _measured_interactive_load(self) -> float:
         sched = self.scheduler
         if sched is None:
             return 0.0
@@ -176,25 +209,30 @@ class Admission:
                 kind, seconds, predicted.promise, predicted.seconds, predicted.jobs_due,
                 predicted.starting, predicted.mean_job_seconds, predicted.interactive_load,
             )  # fmt: skip
+        kind_ = predicted.interactive
         if predicted.alone:
             if not joined:
-                self.first_audio_seconds = 0.7 * self.first_audio_seconds + 0.3 * seconds
+                first = self.first_audio_cost(kind_)
+                self.first_audio[kind_] = 0.7 * first + 0.3 * seconds
+                self._measured[kind_] = True
             return
-        expected = predicted.counted + self.first_audio_seconds
+        expected = predicted.counted + self.first_audio_cost(kind_)
         if expected >= 0.5:  # too short to say anything about the count
             ratio = min(4.0, max(0.5, seconds / expected))
-            kind_ = predicted.interactive
             self.correction[kind_] = 0.8 * self.correction[kind_] + 0.2 * ratio
 
     def urgency(self, interactive: bool, wait: WaitEstimate) -> Urgency:
         """How the jobs of a request admitted with ``wait`` are keyed. Interactive: due
         ``interactive_lead_s`` early. Bulk: later jobs at their playback time, the first
-        audio's at the latest start that keeps its promise, counted as interactive
-        deadlines are, so only interactive work due before that goes ahead of them."""
+        audio's at the start predicted for it, counted as interactive deadlines are, so
+        only interactive work due before that goes ahead of them. Not the latest start
+        that would still keep the promise: interactive work arriving in a burst took all
+        of that slack, and then the first audio, slower than alone with the burst in G2P,
+        came 3-55 % late; the promise's margin is kept for what the count cannot see."""
         lead = self.limits.interactive_lead_s
         if interactive:
             return Urgency(-lead, lead, interactive=True)
-        start_by = wait.promise - self.first_audio_seconds
+        start_by = wait.seconds
         if not math.isfinite(start_by):
             return Urgency()
         return Urgency(max(0.0, start_by) - lead)
@@ -211,12 +249,12 @@ class Admission:
             return WaitEstimate(0.0, 0, 0.0, 0.0)
         now, lead = self.clock(), self.limits.interactive_lead_s
         mean, workers = sched.mean_job_seconds, sched.workers
-        starting = self.starting()
+        starting = {kind: self.starting(kind) for kind in (True, False)}
+        start_cost = sum(n * self.first_audio_cost(kind) for kind, n in starting.items())
 
         def ahead(moment: float) -> tuple[int, float]:
             due = sched.jobs_due_by(moment)
-            busy = (due + sched.busy_workers / 2) * mean + starting * self.first_audio_seconds
-            return due, busy
+            return due, (due + sched.busy_workers / 2) * mean + start_cost
 
         due, busy = ahead(now - lead)
         load = 0.0
@@ -229,12 +267,12 @@ class Admission:
                 counted = math.inf
             else:
                 counted = busy / free
-                horizon = promise_for(counted + self.first_audio_seconds)
+                horizon = promise_for(counted + self.first_audio_cost(False))
                 due, busy = ahead(now - lead + horizon)
                 counted = busy / free
         correction = self.correction[interactive]
         return WaitEstimate(
-            counted * correction, due, starting, mean, counted, interactive,
+            counted * correction, due, sum(starting.values()), mean, counted, interactive,
             interactive_load=load,
         )  # fmt: skip
 
@@ -250,7 +288,7 @@ class Admission:
         if active_streams == 0 and wait.counted == 0.0:
             wait = dataclasses.replace(wait, alone=True)
         wait = dataclasses.replace(
-            wait, promise=promise_for(wait.seconds + self.first_audio_seconds)
+            wait, promise=promise_for(wait.seconds + self.first_audio_cost(interactive))
         )
         if admitted:
             return wait
@@ -288,7 +326,7 @@ class Admission:
             )
         if not interactive:
             # once due, its first jobs go ahead of interactive ones that arrive later
-            cost = self.first_audio_seconds / self._workers()
+            cost = self.first_audio_cost(False) / self._workers()
             behind = self.estimate(True).seconds + cost
             if behind > limits.interactive_max_wait_s:
                 self.refused[kind] += 1

@@ -40,16 +40,19 @@ PREEMPTED = Preempted()
 def preemptible(
     run: Callable[[Any], Any],
     new_options: Callable[[], Any],
-    request_waiting: Callable[[], bool],
+    request_waiting: Callable[[int], bool],
 ) -> Callable[[], Any]:
-    """A scheduler job that runs ``run(options)`` and aborts it when ``request_waiting()``
-    turns true (it returns :data:`PREEMPTED` then; the caller queues it again).
+    """A scheduler job that runs ``run(options)`` and aborts it when
+    ``request_waiting(worker)`` turns true, ``worker`` being the ident of the thread that
+    runs it (:meth:`Scheduler.background_should_yield`: only as many yield as requests
+    wait). It returns :data:`PREEMPTED` then; the caller queues it again.
 
     A request already waiting when the worker picks this job up preempts it before the
     model is called at all."""
 
     def job() -> Any:
-        if request_waiting():
+        worker = threading.get_ident()
+        if request_waiting(worker):
             return PREEMPTED
         options = new_options()
         stop = threading.Event()
@@ -57,7 +60,7 @@ def preemptible(
 
         def watch() -> None:
             while not stop.wait(POLL_SECONDS):
-                if request_waiting():
+                if request_waiting(worker):
                     fired.set()
                     options.terminate = True
                     return

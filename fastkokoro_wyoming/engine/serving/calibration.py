@@ -6,15 +6,19 @@ not already in the cache is prepared *while the engine serves*: the builder retu
 soon as the whole model can speak, the graphs are derived in a low-priority thread, the
 decoder's sessions are opened in one background job, and each voice (the default and
 ``engine.decoder.calibrate_voices`` first, any other the first time it is asked for) is
-calibrated one short decode per scheduler job at the lowest priority, each job aborted
-the moment a request's job waits (background.py). Until a voice's priors are ready its
-segments are decoded whole; a segment is never switched midway (the choice is made when
-its render starts). A blend takes the weighted mix of its voices' priors.
+calibrated quickly (6 decodes), one short decode per scheduler job at the lowest priority
+(one per worker after a quiet moment), each job aborted when a request's job would
+otherwise wait for a worker (background.py, Scheduler.background_should_yield); the
+default voice's quick priors are then refined by the full plan (15 decodes), after any
+new voice's. Until a voice's priors are ready its segments are decoded whole; a segment
+is never switched midway (the choice is made when its render starts). A blend takes the
+weighted mix of its voices' priors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -35,19 +39,18 @@ from ..model.windowed.norm_stats import (
     NormPriors,
     StatsPool,
     calibration_ids,
-    flatten_stats,
     priors_path,
-    transfer_priors,
 )
 from .acceleration import Acceleration
 from .background import PREEMPTED, Progress, in_low_priority_thread, preemptible
-from .calibration_plan import Calibration, Plan
+from .calibration_plan import Calibration, Plan, decode_stats
 from .scheduler import IDLE, Scheduler
 
 _LOGGER = logging.getLogger(__name__)
 MAX_BLENDS = 64
 DERIVE_SECONDS = 25.0  # typical graph derivation on 2 vCPUs, for the first estimate
 STEP_SECONDS = 1.0  # typical calibration decode, until one has been measured
+QUIET_SECONDS = 1.5  # without a request for this long, calibration decodes use every worker
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class WindowedBackend:
         self.progress = Progress()
         self.anchors = tuple(anchors)
         self.text_count = text_count
-        self._reference = first_voices[0] if first_voices else None  # fully calibrated
+        self._reference = first_voices[0] if first_voices else None  # refined: full plan
         self._decoder = decoder
         self._source = source
         self._voice_table = voice_table  # name -> (style table, language code)
@@ -90,8 +93,8 @@ class WindowedBackend:
         self._blends: dict[str, NormPriors] = {}
         self._calibrating: set[str] = set()
         self._wanted: dict[str, None] = dict.fromkeys(first_voices)  # before the decoder
-        self._backlog: list[str] = []  # voices waiting for background calibration, in order
-        self._current: Calibration | None = None  # the head voice's calibration under way
+        self._quick: set[str] = set()  # voices whose priors come from the quick plan
+        self._active: list[Calibration] = []  # calibrations under way: refinements last
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -115,7 +118,7 @@ class WindowedBackend:
         cancels what is queued)."""
         with self._lock:
             self._closed = True
-            self._backlog.clear()
+            self._active.clear()
 
     # --- residency (engine.idle_unload_s) ----------------------------------------------
 
@@ -223,15 +226,14 @@ class WindowedBackend:
 
     # --- priors -------------------------------------------------------------------------
 
-    def _plan(self, name: str) -> Plan:
-        """How ``name`` is calibrated: fully (the first voice, or while its priors are not
-        there), else quickly, keeping the first voice's row curve (transfer_priors)."""
+    def _plan(self, name: str, full: bool) -> Plan:
+        """How ``name`` is calibrated: quickly (every voice, first: 6 decodes, +0.16 dB
+        log-mel over the full plan, bench/results/priors.md), or fully (the reference
+        voice's refinement, once its quick priors serve: 15 decodes)."""
         assert self._decoder is not None
         table, lang = self._voice_table(name)
         texts = calibration_ids(lang, self.text_count)
-        with self._lock:
-            ref = self._priors.get(self._reference) if self._reference else None
-        if name == self._reference or ref is None:
+        if full:
             path = priors_path(self._decoder, name, table, texts, self.anchors)
             return Plan(table, texts, self.anchors, None, path)
         quick = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
@@ -239,16 +241,18 @@ class WindowedBackend:
         return Plan(table, quick, QUICK_ANCHORS, None, path)  # measured: no transfer
 
     def load_cached(self, name: str) -> bool:
-        """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so."""
+        """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so.
+        The reference voice's full priors win over its quick ones (then still refined)."""
         if self._decoder is None:
             return False
-        path = self._plan(name).path
-        try:
-            priors = NormPriors.load(path)
-        except (OSError, ValueError, KeyError):
-            return False
-        self._done(name, priors)
-        return True
+        for full in (True, False) if name == self._reference else (False,):
+            try:
+                priors = NormPriors.load(self._plan(name, full).path)
+            except (OSError, ValueError, KeyError):
+                continue
+            self._done(name, priors, quick=not full)
+            return True
+        return False
 
     def has_priors(self, name: str) -> bool:
         """``name``'s priors are loaded (nothing is started if they are not)."""
@@ -258,9 +262,11 @@ class WindowedBackend:
     def forget(self, name: str) -> None:
         """Drop ``name``'s priors from memory and disk (they are rebuilt on next use)."""
         if self._decoder is not None:
-            self._plan(name).path.unlink(missing_ok=True)
+            for full in (False, True):
+                self._plan(name, full).path.unlink(missing_ok=True)
         with self._lock:
             self._priors.pop(name, None)
+            self._quick.discard(name)
             self._blends.clear()
 
     def priors_for(self, voice: Voice) -> NormPriors | None:
@@ -286,9 +292,10 @@ class WindowedBackend:
             return found
 
     def _calibrate_later(self, name: str) -> None:
-        """Queue ``name``'s calibration (cache first, if present). Voices are calibrated
-        one at a time, one short decode per preemptible background job at idle priority,
-        so at most one such job waits and a request never waits behind one."""
+        """Queue ``name``'s calibration (cache first, if present); the reference voice's
+        quick priors are then refined. Calibrations run one short decode per preemptible
+        background job at idle priority (:meth:`_next_step`), a new voice's before any
+        refinement, so a request never waits behind one for long."""
         if self._decoder is None or not self._started:
             if self.disabled is None:
                 with self._lock:
@@ -299,122 +306,126 @@ class WindowedBackend:
                     except RuntimeError:
                         pass
             return
+        if name not in self._priors:
+            self.load_cached(name)
         with self._lock:
-            if name in self._calibrating or name in self._priors or self._closed:
+            if self._closed or name in self._calibrating:
                 return
+            loaded = name in self._priors
+            if loaded and (name not in self._quick or name != self._reference):
+                return  # served by its priors, and nothing to refine
             self._calibrating.add(name)
-        if self.load_cached(name):
-            return
-        with self._lock:
-            self._backlog.append(name)
-            idle = len(self._backlog) == 1
-        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", 0, STEP_SECONDS)
-        if idle:
-            self._begin(name)
+        self._begin(name, refine=loaded)
 
-    def _begin(self, name: str) -> None:
-        """Start the head voice's calibration: planned now, not when it was queued, so a
-        voice asked for while the first one calibrates still gets the quick plan."""
-        if self.load_cached(name):  # the quick plan's file, now that the reference exists
-            self._finished(name)
-            return
-        plan = self._plan(name)
+    def _begin(self, name: str, refine: bool) -> None:
+        """Start ``name``'s calibration: quick, or the full one that refines its priors
+        (last in line: a new voice's decodes go first)."""
+        plan = self._plan(name, full=refine)
         styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
         steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
                  for ids in plan.texts]  # fmt: skip
-        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), plan.reference)
+        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), refine=refine)
+        cal.todo = list(range(len(steps)))
         with self._lock:
-            self._current = cal
-        self.progress.begin(f"priors:{name}", f"Norm priors for {name}", len(steps), STEP_SECONDS)
+            self._active.append(cal)
+            self._active.sort(key=lambda c: c.refine)  # stable: otherwise in order asked
+        what = "Refining norm priors" if refine else "Norm priors"
+        self.progress.begin(cal.key, f"{what} for {name}", len(steps), STEP_SECONDS)
         cal.started = time.perf_counter()
         _LOGGER.info(
-            "Building norm priors for %s in the background (%d decodes at idle priority%s); "
-            "its segments are decoded whole until then",
+            "%s for %s in the background (%d decodes at idle priority); %s",
+            "Refining the norm priors" if refine else "Building norm priors",
             name,
             len(steps),
-            ", the first voice's row curve kept between anchors" if plan.reference else "",
+            "it is windowed meanwhile" if refine else "its segments are decoded whole until then",
         )
         self._next_step()
 
     def _next_step(self) -> None:
-        """Submit the head calibration's next decode (called on the event loop)."""
+        """Submit the calibrations' next decodes, a new voice's before a refinement (on
+        the event loop): one per worker after :data:`QUIET_SECONDS` without requests, else
+        one, so that under a steady load a request arriving finds a worker free and
+        aborts nothing.
+
+        Measured (2 vCPUs, 6 decodes): idle 12.9 s one at a time, 9.9 s two at once; under
+        a short request every 0.65 s, 14.3 s one at a time, 17.7 s two at once (aborted)."""
         with self._lock:
-            cal = self._current
-            if cal is None or self._closed:
+            if self._closed:
                 return
-            anchor, ids, style = cal.steps[cal.done]
+            active = list(self._active)
         decoder = self._decoder
         assert decoder is not None
-        job = preemptible(
-            lambda options: self._stats(decoder, ids, style, options),
-            decoder.run_options,
-            lambda: self._closed or self.scheduler.queued > 0,  # closing aborts it too
-        )
-        if not self._submit(job, lambda fut: self._collect(cal, anchor, fut)):
-            self.close()
+        sched = self.scheduler
+        free = sched.workers if sched.quiet_seconds() >= QUIET_SECONDS else 1
+        free -= sum(c.in_flight for c in active)
+        for cal in (c for c in active for _ in list(c.todo)):  # a voice's steps, in turn
+            if free <= 0:
+                return
+            free -= 1
+            step = cal.todo.pop(0)
+            _, ids, style = cal.steps[step]
+            job = preemptible(
+                lambda options, ids=ids, style=style: self._stats(decoder, ids, style, options),
+                decoder.run_options,
+                lambda worker: self._closed or sched.background_should_yield(worker),
+            )
+            cal.in_flight += 1
+            collect = functools.partial(self._collect, cal, step)
+            if not self._submit(job, collect):
+                self.close()
+                return
 
-    @staticmethod
-    def _stats(
-        decoder: WindowedDecoder, ids: list[int], style: np.ndarray, options: Any
-    ) -> tuple[float, int, np.ndarray, np.ndarray]:
-        t0 = time.perf_counter()
-        xgen, f0, phase, _ = decoder.analyse(ids, style, 1.0, options)
-        stats = decoder.exact_stats(xgen, f0, phase, style, options)
-        mean, var = flatten_stats(stats, decoder.graphs.norm_count)
-        return time.perf_counter() - t0, int(xgen.shape[-1]), mean, var
+    _stats = staticmethod(decode_stats)  # one calibration decode (tests trace it here)
 
-    def _collect(self, cal: Calibration, anchor: int, fut: Any) -> None:
+    def _collect(self, cal: Calibration, step: int, fut: Any) -> None:
+        cal.in_flight -= 1  # on the event loop, as every change of the counts
         with self._lock:
             closed = self._closed
         if closed or fut.cancelled():  # the engine is stopping: nothing to report
             return
-        key = f"priors:{cal.name}"
         err = fut.exception()
         if err is None and fut.result() is PREEMPTED:
             cal.preempted += 1
-            self._next_step()  # the same decode again, once no request waits
-            return
-        if err is None:
+            cal.todo.insert(0, step)  # the same decode again, once no request waits
+        elif err is None:
             took, frames, mean, var = fut.result()
-            cal.pool.add(anchor, frames, mean, var)
-            cal.done += 1  # on the event loop: no lock needed for the count
-            self.progress.advance(key, took, log_every=max(1, len(cal.steps) // 3))
-        else:
+            cal.pool.add(cal.steps[step][0], frames, mean, var)
+            cal.done += 1
+            self.progress.advance(cal.key, took, log_every=max(1, len(cal.steps) // 3))
+        elif cal.error is None:
             _LOGGER.warning("Norm priors for %s not built: %s", cal.name, err)
-        if err is not None or cal.done == len(cal.steps):
-            self.progress.end(key)
-            if err is None:
-                priors = cal.pool.priors(cal.name, cal.pool_channels(self._decoder))
-                if cal.reference is not None:  # the first voice's row curve between anchors
-                    priors = transfer_priors(cal.reference, priors)
-                priors.save(cal.path)
-                self._done(cal.name, priors)
-                _LOGGER.info(
-                    "Norm priors for %s ready in %.1f s (%d decodes, %d preempted by "
-                    "requests): its segments are now windowed",
-                    cal.name,
-                    time.perf_counter() - cal.started,
-                    len(cal.steps),
-                    cal.preempted,
-                )
-            self._finished(cal.name)
-            return
+            cal.error, cal.todo = err, []
+        if cal.in_flight == 0 and (cal.error is not None or cal.done == len(cal.steps)):
+            self._finish(cal)
         self._next_step()
 
-    def _finished(self, name: str) -> None:
-        """``name`` is done (or failed): begin the next voice in the backlog."""
-        self.progress.end(f"priors:{name}")
+    def _finish(self, cal: Calibration) -> None:
+        """``cal`` is done (or failed): its priors in use and saved; the reference voice's
+        quick ones are refined next."""
+        self.progress.end(cal.key)
         with self._lock:
-            self._calibrating.discard(name)
-            self._current = None
-            if self._backlog and self._backlog[0] == name:
-                self._backlog.pop(0)
-            head = self._backlog[0] if self._backlog and not self._closed else None
-        if head is not None:
-            self._begin(head)
+            self._active.remove(cal)
+            self._calibrating.discard(cal.name)
+        if cal.error is not None:
+            return
+        priors = cal.pool.priors(cal.name, cal.pool_channels(self._decoder))
+        priors.save(cal.path)
+        self._done(cal.name, priors, quick=not cal.refine)
+        _LOGGER.info(
+            "Norm priors for %s %s in %.1f s (%d decodes, %d preempted by requests)%s",
+            cal.name,
+            "refined" if cal.refine else "ready",
+            time.perf_counter() - cal.started,
+            len(cal.steps),
+            cal.preempted,
+            "" if cal.refine else ": its segments are now windowed",
+        )
+        if not cal.refine and cal.name == self._reference:
+            self._calibrate_later(cal.name)
 
-    def _done(self, name: str, priors: NormPriors) -> None:
+    def _done(self, name: str, priors: NormPriors, quick: bool) -> None:
         with self._lock:
             self._priors[name] = priors
+            (self._quick.add if quick else self._quick.discard)(name)
             self._calibrating.discard(name)
             self._blends.clear()

@@ -61,6 +61,8 @@ class Priority:
         return self.at if self.origin is None else self.origin() + self.at
 
 
+PREEMPT_SLACK_S = 0.1  # a job due this soon counts as due; the least a request waits for a worker
+PREEMPT_MAX_WAIT_S = 0.25  # the most a request's due job waits before background work gives way
 IDLE = Priority(math.inf)  # after every request (background work also sorts last anyway)
 
 
@@ -82,6 +84,7 @@ class _Entry:
     future: Future[Any]
     background: bool
     queued: bool = field(default=True)  # in the heap and not cancelled
+    queued_at: float = field(default_factory=time.monotonic)
 
     def __lt__(self, other: _Entry) -> bool:
         return self.key < other.key
@@ -133,6 +136,9 @@ class Scheduler:
         self._seq = itertools.count()
         self._closed = False
         self._busy_workers = 0
+        self._busy_background = 0  # of which run background jobs
+        self._yielding: set[int] = set()  # workers whose background job was told to give way
+        self._last_request_end = -math.inf  # when a request's job last finished (monotonic)
         self._mean_job_seconds = 0.0  # requests' recent model-call time (exponential average)
         self._busy_seconds = 0.0  # requests' model-call time so far (background excluded)
         self._interactive_seconds = 0.0  # of which interactive requests'
@@ -173,6 +179,54 @@ class Scheduler:
     def interactive_seconds(self) -> float:
         """The part of :attr:`busy_seconds` spent on interactive requests' jobs."""
         return self._interactive_seconds
+
+    def background_should_yield(self, worker: int) -> bool:
+        """Whether the background job running on ``worker`` (its thread's ident) should
+        give way to a request: a request's job is due (or nearly), every worker is busy,
+        and the waiting jobs outnumber the background jobs already told to yield. What
+        makes a running calibration decode abort (engine/serving/background.py).
+
+        Not any queued job: one queued while a worker is free is taken by it at once; a
+        stream's later windows are queued ahead of real time, due only when their audio
+        will be played; and when the other worker runs a request, its job ends within a
+        model call. Preempting for those aborted calibration decodes that nothing waited
+        for, and restarted them from scratch: under a light steady load (a short request
+        every second) a voice's priors never finished. So where every busy worker runs
+        background work, one of them yields at once; where a request runs beside it, a due
+        job first waits twice a model call's recent time (between :data:`PREEMPT_SLACK_S`
+        and :data:`PREEMPT_MAX_WAIT_S`), the most background work costs a request. Only as
+        many yield as there are jobs waiting, so one request never aborts two decodes."""
+        with self._cond:
+            if worker in self._yielding:
+                return True
+            if not self._waiting[False] or self._busy_workers < len(self._threads):
+                return False
+            if self._busy_background - len(self._yielding) >= self._busy_workers:
+                wait = 0.0  # nothing but background runs: no request's job ends soon
+            else:
+                wait = min(PREEMPT_MAX_WAIT_S, max(PREEMPT_SLACK_S, 2 * self._mean_job_seconds))
+            now = time.monotonic()
+            wanting = sum(
+                1
+                for e in self._heap
+                if e.queued
+                and not e.background
+                and now - e.queued_at >= wait
+                and e.priority.deadline() <= now + PREEMPT_SLACK_S
+            )
+            if wanting > len(self._yielding):
+                self._yielding.add(worker)
+                return True
+            return False
+
+    def quiet_seconds(self) -> float:
+        """How long no request's job has run or waited (0 while one does): background work
+        takes every worker only after a quiet moment, so a light steady load, whose
+        requests come every second or so, keeps one worker free for them."""
+        with self._cond:
+            if self._waiting[False] or self._busy_workers > self._busy_background:
+                return 0.0
+            return time.monotonic() - self._last_request_end
 
     def idle(self) -> bool:
         """Nothing queued (background included) and no worker busy."""
@@ -280,6 +334,7 @@ class Scheduler:
                 if not entry.future.set_running_or_notify_cancel():
                     continue  # cancelled as it was taken: never run
                 self._busy_workers += 1
+                self._busy_background += entry.background
             self._run(entry)
 
     def _run(self, entry: _Entry) -> None:
@@ -297,7 +352,10 @@ class Scheduler:
             took = time.perf_counter() - started
             with self._cond:
                 self._busy_workers -= 1
+                self._busy_background -= entry.background
+                self._yielding.discard(threading.get_ident())
                 if not entry.background:  # a calibration decode says nothing of requests'
+                    self._last_request_end = time.monotonic()
                     mean = self._mean_job_seconds
                     self._mean_job_seconds = took if mean == 0 else 0.8 * mean + 0.2 * took
                     self._busy_seconds += took

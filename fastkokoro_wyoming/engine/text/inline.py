@@ -120,6 +120,6 @@ def check(text: str, vocab: Vocab, *, param: str = "input") -> None:
         if bad is not None:
             raise InvalidPhonemes(
                 f"inline phonemes for {m.group(1)!r} contain {describe(bad)}, which is not "
-                "a Kokoro phoneme (see GET /dev/phonemize for what a word becomes)",
+                "a Kokoro phoneme (POST /dev/phonemize shows what a word becomes)",
                 param=param,
             )
