@@ -263,7 +263,9 @@ def _open_windowed(
             return None
         _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
     backend = WindowedBackend(decoder, scheduler, voice_table, source=source,
-                              first_voices=first, loop=loop, acceleration=acceleration)  # fmt: skip
+                              first_voices=first, loop=loop)  # fmt: skip
+    if acceleration is not None and loop is not None:
+        loop.call_soon_threadsafe(acceleration.attach, backend, loop)
     for name in first:  # cached priors now (milliseconds); the rest in the background
         backend.load_cached(name)
     todo = [f"the norm priors of {n}" for n in first if not backend.has_priors(n)]

@@ -21,6 +21,7 @@ the ORT generator it replaces.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import subprocess
@@ -29,14 +30,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.windowed.decoder import WindowedDecoder
 from .background import Progress
 
+if TYPE_CHECKING:
+    from .calibration import WindowedBackend
+
 _LOGGER = logging.getLogger(__name__)
 
 COMPILE_SECONDS = 2.0  # one window length, for the first estimate (1.2-1.8 s measured)
+ATTACH_POLL_SECONDS = 0.5  # how often attach looks for the windowed decoder opening
 CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 
 
@@ -89,6 +94,31 @@ class Acceleration:
             return
         say = _LOGGER.warning if self.decision.warn else _LOGGER.info
         say("Generator backend: ONNX Runtime (%s)", self.decision.why)
+
+    def attach(self, backend: WindowedBackend, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: once ``backend``'s decoder is open (now, or when its background
+        preparation ends), :meth:`start` for it; the new decoder replaces it on the loop,
+        between segments. (A look every half second: ``WindowedBackend`` has no hook for
+        its decoder opening, and calibration.py is at its size limit.)"""
+        decoder = backend.decoder
+        if backend.disabled is not None:
+            return
+        if decoder is None:
+            loop.call_later(ATTACH_POLL_SECONDS, self.attach, backend, loop)
+            return
+
+        def swap(new: WindowedDecoder) -> None:
+            if backend.decoder is decoder:  # not closed or replaced meanwhile
+                backend._decoder = new  # its one writer besides itself
+
+        def ready(new: WindowedDecoder) -> None:
+            if not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(swap, new)
+                except RuntimeError:  # the loop closed meanwhile: the engine is going away
+                    pass
+
+        self.start(decoder, backend.progress, ready)
 
     def start(
         self,

@@ -41,7 +41,6 @@ from ..model.windowed.norm_stats import (
     calibration_ids,
     priors_path,
 )
-from .acceleration import Acceleration
 from .background import PREEMPTED, Progress, in_low_priority_thread, preemptible
 from .calibration_plan import Calibration, Plan, decode_stats
 from .scheduler import IDLE, Scheduler
@@ -76,7 +75,6 @@ class WindowedBackend:
         loop: asyncio.AbstractEventLoop | None = None,
         anchors: Sequence[int] = DEFAULT_ANCHORS,
         text_count: int = DEFAULT_TEXTS,
-        acceleration: Acceleration | None = None,
     ) -> None:
         """``decoder`` open already, or None and ``source`` to prepare it in the background;
         ``first_voices`` are calibrated first; ``loop``: where background work is driven
@@ -100,7 +98,6 @@ class WindowedBackend:
         self._started = False
         self._closed = False
         self.disabled: str | None = None  # why windowed decoding is off, if it turned out so
-        self.acceleration = acceleration
         if loop is not None:
             loop.call_soon_threadsafe(self._start, loop)
 
@@ -154,7 +151,6 @@ class WindowedBackend:
                 return
             self._started, self._loop = True, loop
         if self._decoder is not None or self._source is None:
-            self._accelerate()
             self._calibrate_wanted()
             return
         self.progress.begin("graphs", "Deriving the windowed decoder's graphs", 1, DERIVE_SECONDS)
@@ -196,15 +192,7 @@ class WindowedBackend:
             self._give_up(f"{'cancelled' if fut.cancelled() else fut.exception()}")
             return
         self._decoder = fut.result()
-        self._accelerate()
         self._calibrate_wanted()
-
-    def _accelerate(self) -> None:
-        """The OpenVINO generator (acceleration.py), swapped in between segments when ready."""
-        if self.acceleration is not None and self._decoder is not None:
-            swap = lambda new: setattr(self, "_decoder", new)  # noqa: E731 - on the loop
-            ready = lambda new: self._call_soon(swap, new)  # noqa: E731 - from its thread
-            self.acceleration.start(self._decoder, self.progress, ready)
 
     def _calibrate_wanted(self) -> None:
         with self._lock:
