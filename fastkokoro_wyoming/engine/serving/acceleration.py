@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 COMPILE_SECONDS = 2.0  # one window length, for the first estimate (1.2-1.8 s measured)
-ATTACH_POLL_SECONDS = 0.5  # how often attach looks for the windowed decoder opening
 CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 
 
@@ -98,27 +97,21 @@ class Acceleration:
     def attach(self, backend: WindowedBackend, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop: once ``backend``'s decoder is open (now, or when its background
         preparation ends), :meth:`start` for it; the new decoder replaces it on the loop,
-        between segments. (A look every half second: ``WindowedBackend`` has no hook for
-        its decoder opening, and calibration.py is at its size limit.)"""
-        decoder = backend.decoder
+        between segments."""
         if backend.disabled is not None:
             return
-        if decoder is None:
-            loop.call_later(ATTACH_POLL_SECONDS, self.attach, backend, loop)
-            return
 
-        def swap(new: WindowedDecoder) -> None:
-            if backend.decoder is decoder:  # not closed or replaced meanwhile
-                backend._decoder = new  # its one writer besides itself
+        def opened(decoder: WindowedDecoder) -> None:
+            def ready(new: WindowedDecoder) -> None:
+                if not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(backend.replace_decoder, decoder, new)
+                    except RuntimeError:  # the loop closed meanwhile: the engine is going away
+                        pass
 
-        def ready(new: WindowedDecoder) -> None:
-            if not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(swap, new)
-                except RuntimeError:  # the loop closed meanwhile: the engine is going away
-                    pass
+            self.start(decoder, backend.progress, ready)
 
-        self.start(decoder, backend.progress, ready)
+        backend.when_open(opened)
 
     def start(
         self,

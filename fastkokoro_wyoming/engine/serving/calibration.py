@@ -18,6 +18,7 @@ weighted mix of its voices' priors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -37,7 +38,6 @@ from ..model.windowed.norm_stats import (
     QUICK_ANCHORS,
     QUICK_TEXTS,
     NormPriors,
-    StatsPool,
     calibration_ids,
     priors_path,
 )
@@ -94,6 +94,7 @@ class WindowedBackend:
         self._quick: set[str] = set()  # voices whose priors come from the quick plan
         self._active: list[Calibration] = []  # calibrations under way: refinements last
         self._lock = threading.Lock()
+        self._on_open: list[Callable[[WindowedDecoder], None]] = []  # when_open's, waiting
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._closed = False
@@ -106,6 +107,19 @@ class WindowedBackend:
         """The split model's sessions; None while they are being prepared."""
         return self._decoder
 
+    def when_open(self, then: Callable[[WindowedDecoder], None]) -> None:
+        """``then(decoder)`` on the loop once the decoder is open (now, if it is)."""
+        if self._decoder is not None:
+            then(self._decoder)
+        else:
+            self._on_open.append(then)
+
+    def replace_decoder(self, old: WindowedDecoder, new: WindowedDecoder) -> None:
+        """On the loop: ``new`` (the same graphs on another backend: OpenVINO) serves the
+        segments that start from now on; nothing if closed or replaced meanwhile."""
+        if self._decoder is old and not self._closed:
+            self._decoder = new
+
     def preparing(self) -> list[dict[str, Any]]:
         """One-time work still under way (``/health``): what, how far, seconds left."""
         return self.progress.pending()
@@ -117,17 +131,13 @@ class WindowedBackend:
             self._closed = True
             self._active.clear()
 
-    # --- residency (engine.idle_unload_s) ----------------------------------------------
-
-    def unload(self) -> None:
+    def unload(self) -> None:  # residency: engine.idle_unload_s
         if self._decoder is not None:
             self._decoder.unload()
 
     def reload(self) -> None:
         if self._decoder is not None:
             self._decoder.reload()
-
-    # --- warm-up ------------------------------------------------------------------------
 
     def warmup(self, voice: Voice, ids: list[int], options: Any = None) -> None:
         """Run the plan graphs and every fixed window length once (ORT plans per shape)."""
@@ -154,12 +164,12 @@ class WindowedBackend:
             self._calibrate_wanted()
             return
         self.progress.begin("graphs", "Deriving the windowed decoder's graphs", 1, DERIVE_SECONDS)
+        assert self._source is not None
         _LOGGER.info(
             "Deriving the windowed decoder's graphs from the model (once per model file, "
             "about %.0f s on 2 cores), in the background at low priority",
             DERIVE_SECONDS,
         )
-        assert self._source is not None
         in_low_priority_thread(
             self._source.derive,
             lambda graphs, took: self._call_soon(self._open_decoder, graphs, took),
@@ -168,10 +178,8 @@ class WindowedBackend:
 
     def _call_soon(self, fn: Callable[..., None], *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: the engine is going
                 self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # the loop closed meanwhile: the engine is going away
-                pass
 
     def _give_up(self, why: str) -> None:
         self.progress.end("graphs")
@@ -192,6 +200,9 @@ class WindowedBackend:
             self._give_up(f"{'cancelled' if fut.cancelled() else fut.exception()}")
             return
         self._decoder = fut.result()
+        for then in self._on_open:
+            then(self._decoder)
+        self._on_open.clear()
         self._calibrate_wanted()
 
     def _calibrate_wanted(self) -> None:
@@ -221,12 +232,11 @@ class WindowedBackend:
         assert self._decoder is not None
         table, lang = self._voice_table(name)
         texts = calibration_ids(lang, self.text_count)
-        if full:
-            path = priors_path(self._decoder, name, table, texts, self.anchors)
-            return Plan(table, texts, self.anchors, None, path)
-        quick = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
-        path = priors_path(self._decoder, name, table, quick, QUICK_ANCHORS)
-        return Plan(table, quick, QUICK_ANCHORS, None, path)  # measured: no transfer
+        if not full:  # measured: no transfer of the reference's row curve
+            texts = [texts[i] for i in QUICK_TEXTS if i < len(texts)]
+        anchors = self.anchors if full else QUICK_ANCHORS
+        path = priors_path(self._decoder, name, table, texts, anchors)
+        return Plan(table, texts, anchors, None, path)
 
     def load_cached(self, name: str) -> bool:
         """Load ``name``'s priors if they are on disk (milliseconds; startup); True if so.
@@ -289,10 +299,8 @@ class WindowedBackend:
                 with self._lock:
                     self._wanted.setdefault(name)
                 if not self._started:  # built without a loop: start from this request's
-                    try:
+                    with contextlib.suppress(RuntimeError):
                         self._start(asyncio.get_running_loop())
-                    except RuntimeError:
-                        pass
             return
         if name not in self._priors:
             self.load_cached(name)
@@ -308,23 +316,18 @@ class WindowedBackend:
     def _begin(self, name: str, refine: bool) -> None:
         """Start ``name``'s calibration: quick, or the full one that refines its priors
         (last in line: a new voice's decodes go first)."""
-        plan = self._plan(name, full=refine)
-        styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
-        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
-                 for ids in plan.texts]  # fmt: skip
-        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), refine=refine)
-        cal.todo = list(range(len(steps)))
+        cal = Calibration.of(name, self._plan(name, full=refine), refine)
         with self._lock:
             self._active.append(cal)
             self._active.sort(key=lambda c: c.refine)  # stable: otherwise in order asked
         what = "Refining norm priors" if refine else "Norm priors"
-        self.progress.begin(cal.key, f"{what} for {name}", len(steps), STEP_SECONDS)
+        self.progress.begin(cal.key, f"{what} for {name}", len(cal.steps), STEP_SECONDS)
         cal.started = time.perf_counter()
         _LOGGER.info(
             "%s for %s in the background (%d decodes at idle priority); %s",
             "Refining the norm priors" if refine else "Building norm priors",
             name,
-            len(steps),
+            len(cal.steps),
             "it is windowed meanwhile" if refine else "its segments are decoded whole until then",
         )
         self._next_step()
@@ -333,10 +336,8 @@ class WindowedBackend:
         """Submit the calibrations' next decodes, a new voice's before a refinement (on
         the event loop): one per worker after :data:`QUIET_SECONDS` without requests, else
         one, so that under a steady load a request arriving finds a worker free and
-        aborts nothing.
-
-        Measured (2 vCPUs, 6 decodes): idle 12.9 s one at a time, 9.9 s two at once; under
-        a short request every 0.65 s, 14.3 s one at a time, 17.7 s two at once (aborted)."""
+        aborts nothing (6 decodes on 2 vCPUs: idle 12.9 s one at a time, 9.9 s two at
+        once; a request every 0.65 s: 14.3 s one at a time, 17.7 s two at once)."""
         with self._lock:
             if self._closed:
                 return

@@ -40,6 +40,16 @@ class Calibration:
     preempted: int = 0
     started: float = 0.0
 
+    @staticmethod
+    def of(name: str, plan: Plan, refine: bool) -> Calibration:
+        """The calibration ``plan`` asks for: one decode per anchor row and text."""
+        styles = np.asarray(plan.table, np.float32).reshape(-1, plan.table.shape[-1])
+        steps = [(a, ids, styles[row : row + 1]) for a, row in enumerate(plan.anchors)
+                 for ids in plan.texts]  # fmt: skip
+        cal = Calibration(name, plan.path, steps, StatsPool(plan.anchors), refine=refine)
+        cal.todo = list(range(len(steps)))
+        return cal
+
     @property
     def key(self) -> str:
         """Its entry in the background progress (``/health``)."""
