@@ -99,10 +99,13 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # uname -m -> Debian's name (--arch)
+
+
 class Container:
     """A buildah working container of an image; commands run in it under chroot isolation."""
 
-    def __init__(self, image: str, data: Path) -> None:
+    def __init__(self, image: str, data: Path, foreign: bool = False) -> None:
         self.image, self.data = image, data
         self.name = f"fkcheck-{os.getpid()}-{int(time.time() * 1000) % 100000}"
         subprocess.run(
@@ -114,16 +117,58 @@ class Container:
         # dropping it from this working container (not the image) is docker run -v data:/data.
         subprocess.run(["buildah", "config", "--volume", "/data-", self.name], capture_output=True)
         self.procs: list[subprocess.Popen] = []
+        self.root: Path | None = None
+        if foreign:
+            self._mount_for_qemu()
+
+    def _mount_for_qemu(self) -> None:
+        """Another architecture runs in a plain chroot of the container's root, with /proc
+        /dev and /data mounted but not /sys: onnxruntime's aarch64 wheel (its cpuinfo) crashes
+        on import under qemu-user when it reads the host's x86 CPU topology in
+        /sys/devices/system/cpu, and buildah's chroot isolation always mounts /sys (a
+        bind or tmpfs over it is ignored). Without /sys, ORT logs that cpuinfo failed
+        and runs its generic kernels, as on a board whose CPU it does not know."""
+        out = subprocess.run(["buildah", "mount", self.name], capture_output=True, text=True)
+        self.root = Path(out.stdout.strip())
+        (self.root / "data").mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
+        subprocess.run(["mount", "--rbind", "/dev", str(self.root / "dev")], check=True)
+        subprocess.run(["mount", "--bind", str(self.data), str(self.root / "data")], check=True)
+        inspect = ["buildah", "inspect", "--type", "image", self.image]
+        config = json.loads(subprocess.run(inspect, capture_output=True, check=True).stdout)
+        config = config["OCIv1"]["config"]
+        self.env = dict(v.split("=", 1) for v in config.get("Env") or [])
+        self.workdir = config.get("WorkingDir") or "/"
+        user = config.get("User") or "root"
+        ids = self._chroot(["sh", "-c", f"id -u {user}; id -g {user}"], {}, "0:0")
+        self.userspec = ":".join(subprocess.run(ids, capture_output=True, text=True,
+                                                check=True).stdout.split())  # fmt: skip
+
+    def _chroot(
+        self, argv: list[str], env: dict[str, str], userspec: str | None = None
+    ) -> list[str]:
+        assert self.root is not None
+        spec = userspec or self.userspec
+        pairs = [f"{k}={v}" for k, v in {**getattr(self, "env", {}), **env}.items()]
+        shell = ["sh", "-c", 'cd "$0" && exec "$@"', getattr(self, "workdir", "/")]
+        return ["chroot", f"--userspec={spec}", str(self.root), "env", "-i", *pairs, *shell, *argv]
 
     def output(self, argv: list[str]) -> str:
-        cmd = ["buildah", "run", "--isolation", "chroot", self.name, "--", *argv]
+        if self.root is not None:
+            cmd = self._chroot(argv, {})
+        else:
+            cmd = ["buildah", "run", "--isolation", "chroot", self.name, "--", *argv]
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
 
     def run(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-        flags = [f"--env={k}={v}" for k, v in env.items()]
-        cmd = ["buildah", "run", "--isolation", "chroot", f"--volume={self.data}:/data", *flags]
+        if self.root is not None:
+            cmd = self._chroot(argv, env)
+        else:
+            flags = [f"--env={k}={v}" for k, v in env.items()]
+            cmd = ["buildah", "run", "--isolation", "chroot", f"--volume={self.data}:/data"]
+            cmd += [*flags, self.name, "--", *argv]
         proc = subprocess.Popen(
-            [*cmd, self.name, "--", *argv],
+            cmd,
             stdout=log.open("ab"),  # the run scripts of one check share a log
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: SIGTERM reaches buildah and the daemon
@@ -148,6 +193,10 @@ class Container:
         for proc in self.procs:
             if proc.poll() is None:
                 self.stop(proc, 10)
+        if self.root is not None:
+            for mount in ("data", "dev", "proc"):
+                subprocess.run(["umount", "-R", "-l", str(self.root / mount)], capture_output=True)
+            subprocess.run(["buildah", "umount", self.name], capture_output=True)
         subprocess.run(["buildah", "rm", self.name], capture_output=True)
 
 
@@ -174,7 +223,9 @@ def engine_lines(log: Path) -> list[str]:
     return [ln for ln in text.splitlines() if any(k in ln for k in ENGINE_LINES)]
 
 
-def check_cpu(image: str, work: Path, timeout: float, extra_env: dict[str, str]) -> dict:
+def check_cpu(
+    image: str, work: Path, timeout: float, extra_env: dict[str, str], foreign: bool = False
+) -> dict:
     data = Path(tempfile.mkdtemp(prefix="cpu-data-", dir=work))
     seed_data(data, owner=10001)  # the image runs as uid 10001 (chown 10001 ./data)
     http_port, wyoming_port = free_port(), free_port()
@@ -186,7 +237,7 @@ def check_cpu(image: str, work: Path, timeout: float, extra_env: dict[str, str])
         "FASTKOKORO_WYOMING_PORT": str(wyoming_port),
         **extra_env,
     }
-    ctr = Container(image, data)
+    ctr = Container(image, data, foreign=foreign)
     log = work / "run-cpu.log"
     log.unlink(missing_ok=True)
     try:
@@ -229,7 +280,9 @@ class FakeSupervisor(http.server.ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
-def check_addon(image: str, work: Path, timeout: float, extra_env: dict[str, str]) -> dict:
+def check_addon(
+    image: str, work: Path, timeout: float, extra_env: dict[str, str], foreign: bool = False
+) -> dict:
     busy = [p for p in (8880, 10210) if port_in_use(p)]
     if busy:  # run.sh fixes the ports, as the add-on's network settings expect
         raise RuntimeError(f"the add-on listens on 8880 and 10210; in use here: {busy}")
@@ -242,7 +295,7 @@ def check_addon(image: str, work: Path, timeout: float, extra_env: dict[str, str
         "SUPERVISOR_TOKEN": "test-token",
         **extra_env,
     }
-    ctr = Container(image, data)
+    ctr = Container(image, data, foreign=foreign)
     log = work / "run-addon.log"
     log.unlink(missing_ok=True)
     try:
@@ -282,6 +335,7 @@ def main() -> int:
     parser.add_argument("--arch", help="the images' architecture (reported)")
     parser.add_argument("--qemu-cpu", help="foreign arch: the CPU model qemu-user emulates")
     args = parser.parse_args()
+    foreign = args.arch is not None and args.arch != HOST_ARCH.get(os.uname().machine)
     args.work.mkdir(parents=True, exist_ok=True)
     seconds, sizes = pairs(args.seconds), pairs(args.size)
     extra_env = {"QEMU_CPU": args.qemu_cpu} if args.qemu_cpu else {}  # read by qemu-user
@@ -297,7 +351,7 @@ def main() -> int:
         }
         try:
             t0 = time.monotonic()
-            entry.update(checks[kind](image, args.work, args.timeout, extra_env))
+            entry.update(checks[kind](image, args.work, args.timeout, extra_env, foreign))
             entry["check_s"] = round(time.monotonic() - t0, 1)
         except Exception as exc:  # reported, then the exit status says it failed
             entry["error"] = f"{type(exc).__name__}: {exc}"
