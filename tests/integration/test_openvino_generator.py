@@ -126,6 +126,7 @@ async def test_the_engine_switches_to_openvino_between_segments(kokoro_assets) -
     from fastkokoro_wyoming.engine.model.windowed.ovtrunk import OpenVinoGenerator
 
     cfg = engine_config(*kokoro_assets, runtime=RuntimeConfig(backend="openvino"))
+    earlier = set(_threads())  # threads of earlier tests in this process are not this engine's
     engine = await load_engine(cfg)
     try:
         text = "The quick brown fox jumps over the lazy dog."
@@ -138,9 +139,12 @@ async def test_the_engine_switches_to_openvino_between_segments(kokoro_assets) -
             pytest.fail("the OpenVINO generator was not swapped in within 120 s")
         audio = await collect(engine.synthesize(engine.prepare(SynthesisRequest(text))))
         # OpenVINO's inference threads were made at the daemon's priority, not nice 19
-        # (they keep their maker's: the compile ran in a nice-19 child process)
+        # (they keep their maker's: the compile ran in a nice-19 child process). The one
+        # thread meant to run at nice 19 is the graph derivation's, "kokoro-background".
         base = os.getpriority(os.PRIO_PROCESS, 0)
-        assert max(_thread_nice_values()) == base, _thread_nice_values()
+        new = {t: v for t, v in _threads().items() if t not in earlier}
+        low = {t: v for t, v in new.items() if v[1] != base and v[0] != "kokoro-backgrou"}
+        assert not low, low
         heard = await asyncio.to_thread(transcribe, audio)
         assert word_accuracy(text, heard) >= 0.85, heard
         assert not engine.windowed.preparing() or all(
@@ -150,12 +154,15 @@ async def test_the_engine_switches_to_openvino_between_segments(kokoro_assets) -
         engine.close()
 
 
-def _thread_nice_values() -> list[int]:
-    """Every thread's nice value (/proc/self/task/*/stat, field 19)."""
-    out = []
+def _threads() -> dict[int, tuple[str, int]]:
+    """Every thread of this process: its id, name (15 characters) and nice value
+    (/proc/self/task/*/stat, field 19)."""
+    out = {}
     for task in Path("/proc/self/task").iterdir():
         try:
-            out.append(int((task / "stat").read_text().rsplit(")", 1)[1].split()[16]))
+            stat = (task / "stat").read_text()
+            name = stat.split("(", 1)[1].rsplit(")", 1)[0]
+            out[int(task.name)] = (name, int(stat.rsplit(")", 1)[1].split()[16]))
         except (OSError, IndexError, ValueError):  # a thread that just ended
             pass
     return out
