@@ -55,7 +55,14 @@ ADDON_OPTIONS = {
 }
 S6 = "/etc/s6-overlay/s6-rc.d"
 # the engine's start-up lines worth a report: what it decided on this CPU
-ENGINE_LINES = ("Model ", "int8 convolutions", "Windowed decoding", "Engine ready", "Ready:")
+ENGINE_LINES = (
+    "Model ",
+    "int8 convolutions",
+    "Windowed decoding",
+    "Generator backend",
+    "Engine ready",
+    "Ready:",
+)
 
 
 def port_in_use(port: int) -> bool:
