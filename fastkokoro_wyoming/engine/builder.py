@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from .serving.calibration import WindowedBackend
 
 _LOGGER = logging.getLogger(__name__)
+# graphs cached, but not the int8 rewrite's check and timing for this CPU and onnxruntime:
+# seconds here, minutes on a small ARM board or under emulation, so not before "ready"
+INT8_CHECK = "Checking the int8 convolutions on this CPU"
+INT8_CHECK_SECONDS = 10.0
 
 
 def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
@@ -127,8 +132,8 @@ def build_engine(
     loudness = None
     if cfg.loudness_lufs is not None:  # the presets are the voices Home Assistant will use
         loudness = _loudness_table(cfg, session, scheduler, windowed, vocab, g2p, model, cache_dir)
-        for name in dict.fromkeys((cfg.default_voice, *voices.presets)):
-            loudness.measure_now(voices.resolve(name), name == cfg.default_voice)
+        first = [voices.resolve(n) for n in dict.fromkeys((cfg.default_voice, *voices.presets))]
+        loudness.measure_soon(first, first[0], loop)  # cached now, else in the background
     engine = Engine(
         cfg,
         voices=voices,
@@ -188,7 +193,9 @@ def _loudness_table(
             return lambda: decoder.decode_whole(decoder.plan(ids, style, 1.0, stats))
         return lambda: session.run(ids, style, 1.0)
 
-    cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}.json"
+    # per decoding: windowed with priors is ~1.4 LU louder than whole calls (af_heart)
+    decoding = "windowed" if windowed is not None else "whole"
+    cache = cache_dir / "loudness" / f"{model.stem}-{file_digest(model)}-{decoding}.json"
     english = [vocab.encode(phonemes_of(spoken_pieces(t), "a", g2p, vocab)) for t in MEASURE_TEXTS]
     capacity = segment_capacity(session, cfg)
 
@@ -224,6 +231,7 @@ def _open_windowed(
         return voice.styles, voice.lang
 
     try:
+        from .model.windowed import int8select
         from .model.windowed.decoder import WindowedDecoder
         from .model.windowed.graphs import WindowedGraphs, derive
         from .serving.calibration import DecoderSource, WindowedBackend
@@ -250,18 +258,28 @@ def _open_windowed(
             fixed_shapes=not cpu,  # GPUs: a few shapes; CPU: exact lengths
         )
 
+    def derived() -> WindowedGraphs:  # in the background thread: every slow step
+        graphs = derive(model, cache_dir)
+        return int8select.prepare(graphs, d.int8_convolutions) if cpu else graphs
+
     first = _first_voices(cfg, voices)
-    source = DecoderSource(lambda: derive(model, cache_dir), open_decoder)
+    source = DecoderSource(derived, open_decoder)
     acceleration = _acceleration(cfg, settings, gpu=not cpu)
     decoder = None
     if graphs_cached(model, cache_dir):
         t0 = time.perf_counter()
         try:
-            decoder = open_decoder(derive(model, cache_dir))
+            graphs = derive(model, cache_dir)
+            if not cpu or int8select.is_ready(graphs, d.int8_convolutions):
+                decoder = open_decoder(graphs)
+            else:  # a new CPU or onnxruntime: check and time the int8 graphs first
+                source = replace(source, what=INT8_CHECK, once="CPU and onnxruntime version",
+                                 seconds=INT8_CHECK_SECONDS)  # fmt: skip
         except (ImportError, ValueError) as err:  # GraphNotSupported and friends
             _LOGGER.warning("Windowed decoding off for %s: %s; whole segments", model.name, err)
             return None
-        _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
+        if decoder is not None:
+            _LOGGER.info("Windowed decoding ready in %.1f s", time.perf_counter() - t0)
     backend = WindowedBackend(decoder, scheduler, voice_table, source=source,
                               first_voices=first, loop=loop)  # fmt: skip
     if acceleration is not None and loop is not None:
@@ -270,7 +288,8 @@ def _open_windowed(
         backend.load_cached(name)
     todo = [f"the norm priors of {n}" for n in first if not backend.has_priors(n)]
     if decoder is None:
-        todo.insert(0, "the windowed decoder's graphs")
+        todo.insert(0, "the windowed decoder's graphs" if source.what != INT8_CHECK else
+                    "the int8 convolutions' check on this CPU")  # fmt: skip
     if todo:
         _LOGGER.info(
             "First start with this model or voice: %s are prepared in the background (tens "

@@ -6,10 +6,12 @@
 * A voice calibrating in the background never makes a request wait behind it, and still
   finishes under a light steady load: checked on the model calls (how long a due request
   job had waited whenever a decode ran to its end), not on first-audio wall times.
+* Graphs made on another CPU: their int8 check and timing run in the background too.
 * Stopping mid-calibration is clean: no traceback, no "scheduler is closed".
 
-Costs (2 vCPUs, idle): the first start ~30-40 s (one voice's full calibration), the order
-test ~20-40 s, the stop test ~10 s; several times that on a shared, saturated machine.
+Costs (2 vCPUs, idle): the first start ~30-40 s (one voice's full calibration), the int8
+check ~10 s, the order test ~20-40 s, the stop test ~10 s; several times that on a shared,
+saturated machine.
 """
 
 from __future__ import annotations
@@ -113,6 +115,43 @@ async def test_a_first_start_serves_whole_then_switches_to_windows(
     finally:
         await daemon.stop()  # owns_engine is False: close it here
         engine.close()
+
+
+async def test_a_new_cpu_checks_the_int8_graphs_in_the_background(
+    kokoro_assets, engine, tmp_path, caplog
+) -> None:
+    """Graphs cached, but their int8 check and timing made on another CPU (a new machine, an
+    image built elsewhere, an onnxruntime upgrade): the engine is ready at once, decoding
+    whole, while the check runs in the background (minutes on a small ARM board); then
+    windowed, with the check cached for this machine."""
+    import json
+
+    from fastkokoro_wyoming.engine.model.windowed.int8select import machine_signature
+
+    graphs = engine.windowed.decoder.graphs.directory
+    copy = tmp_path / "windowed" / graphs.name
+    (copy / "int8").mkdir(parents=True)
+    for f in graphs.iterdir():
+        if f.is_file():
+            (copy / f.name).symlink_to(f)
+    for f in (graphs / "int8").glob("*.onnx"):
+        (copy / "int8" / f.name).symlink_to(f)
+    meta = json.loads((graphs / "int8" / "meta.json").read_text())
+    (copy / "int8" / "meta.json").write_text(json.dumps({**meta, "signature": "another CPU"}))
+    caplog.set_level(logging.INFO, logger="fastkokoro_wyoming")
+    cfg = engine_config(*kokoro_assets)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, cache_dir=str(tmp_path)))
+    fresh = await load_engine(cfg)
+    try:
+        assert fresh.windowed is not None and fresh.windowed.decoder is None
+        assert "Checking the int8 convolutions on this CPU" in [t["task"] for t in fresh.preparing]
+        assert len(await _chunks(fresh, FOX)) == 1  # served meanwhile, decoded whole
+        await _until(lambda: fresh.windowed.decoder is not None, 600, "checked")
+        checked = json.loads((copy / "int8" / "meta.json").read_text())
+        assert checked["signature"] == machine_signature() and checked["passed"]
+        assert "int8 convolutions:" in caplog.text and "Traceback" not in caplog.text
+    finally:
+        fresh.close()
 
 
 class CallTrace:

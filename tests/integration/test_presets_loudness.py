@@ -76,6 +76,12 @@ async def daemon(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
         voices=VoicesConfig(presets=dict(PRESETS)),
     )
     engine = await load_engine(cfg)
+    # the default voice and the presets are measured right after start, in the background
+    # (a fresh cache: a few seconds each); the level checks below are about measured voices
+    end = asyncio.get_running_loop().time() + 240
+    while any(engine.loudness.measured(engine.voice_for(n)) is None for n in PRESETS):
+        assert asyncio.get_running_loop().time() < end, "presets not measured after start"
+        await asyncio.sleep(0.2)
     async with serving(engine) as d:
         yield d
 

@@ -10,7 +10,7 @@ import pyloudnorm
 import pytest
 
 from fastkokoro_wyoming.engine.model.voices import Voice
-from fastkokoro_wyoming.engine.serving.loudness import LoudnessTable
+from fastkokoro_wyoming.engine.serving.loudness import TYPICAL_LUFS, LoudnessTable
 from fastkokoro_wyoming.engine.serving.meter import Leveller, integrated_loudness
 from fastkokoro_wyoming.engine.serving.scheduler import Scheduler
 
@@ -95,12 +95,61 @@ async def test_table_measures_an_unknown_voice_on_the_loop(tmp_path) -> None:
     sky = Voice("af_sky", "a", np.full((510, 256), 2, np.float32))
     table = LoudnessTable(-18.0, render, scheduler, 510, tmp_path / "l.json")
     try:
-        assert table.gain_for(sky) == 1.0  # nothing known yet
+        # nothing known yet: a typical voice's gain, not none at all
+        assert table.gain_for(sky) == pytest.approx(10 ** ((-18 - TYPICAL_LUFS) / 20))
         for _ in range(400):
             if table.measured(sky) is not None:
                 break
             await asyncio.sleep(0.01)
         lufs = table.measured(sky)
         assert lufs is not None and table.gain_for(sky) == pytest.approx(10 ** ((-18 - lufs) / 20))
+    finally:
+        scheduler.close()
+
+
+async def test_startup_voices_are_measured_in_the_background_once_settled(tmp_path) -> None:
+    """measure_soon never waits: the default voice (settled) is measured right after start
+    and its gain becomes every unmeasured voice's; a preset whose priors are not ready yet
+    is measured once it is settled; both then come from the cache."""
+    import asyncio
+
+    scheduler = Scheduler(1, 16)
+    levels = {"af_heart": 0.1, "am_adam": 0.3, "af_sky": 0.05}
+    ready = {"af_heart"}
+
+    def render(voice: Voice, ids: list[int], style: np.ndarray):
+        return lambda: speechlike(1.0, len(ids)) * levels[voice.blend.split(":")[0]]
+
+    heart = Voice("af_heart", "a", np.ones((510, 256), np.float32))
+    adam = Voice("am_adam", "a", np.full((510, 256), 3, np.float32))
+    sky = Voice("af_sky", "a", np.full((510, 256), 2, np.float32))
+    cache = tmp_path / "l.json"
+
+    def table() -> LoudnessTable:
+        return LoudnessTable(
+            -18.0, render, scheduler, 510, cache, settled=lambda v: v.blend.split(":")[0] in ready
+        )
+
+    first = table()
+    try:
+        first.measure_soon([heart, adam], heart, asyncio.get_running_loop())
+        assert first.measured(heart) is None  # returned at once
+        for _ in range(400):
+            if first.measured(heart) is not None:
+                break
+            await asyncio.sleep(0.01)
+        heart_lufs = first.measured(heart)
+        assert heart_lufs is not None and first.measured(adam) is None  # adam: not settled
+        assert first.gain_for(sky) == pytest.approx(10 ** ((-18 - heart_lufs) / 20))
+        ready.add("am_adam")
+        for _ in range(400):
+            if first.measured(adam) is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert first.measured(adam) is not None and first.measured(adam) > heart_lufs + 5
+        again = table()  # the next start: both from the cache, nothing to measure
+        again.measure_soon([heart, adam], heart, None)
+        assert again.measured(heart) == pytest.approx(heart_lufs) and not again._wanted
+        assert again.gain_for(sky) == pytest.approx(first.gain_for(sky))
     finally:
         scheduler.close()

@@ -47,18 +47,21 @@ from .scheduler import IDLE, Scheduler
 
 _LOGGER = logging.getLogger(__name__)
 MAX_BLENDS = 64
-DERIVE_SECONDS = 25.0  # typical graph derivation on 2 vCPUs, for the first estimate
+DERIVE_SECONDS = 38.0  # graph derivation (24 s) and the int8 rewrite (14 s) on 2 vCPUs
 STEP_SECONDS = 1.0  # typical calibration decode, until one has been measured
 QUIET_SECONDS = 1.5  # without a request for this long, calibration decodes use every worker
 
 
 @dataclass(frozen=True)
 class DecoderSource:
-    """How to get the decoder when it is not open at build time: ``derive`` (seconds to
-    tens of seconds: a thread) gives the graphs, ``open`` their sessions (one job)."""
+    """How to get the decoder when it is not open at build time: ``derive`` (a thread) gives
+    the graphs, ``open`` their sessions (one job); ``what``: for the log and ``/health``."""
 
     derive: Callable[[], WindowedGraphs]
     open: Callable[[WindowedGraphs], WindowedDecoder]
+    what: str = "Deriving the windowed decoder's graphs"
+    once: str = "model file"
+    seconds: float = DERIVE_SECONDS
 
 
 class WindowedBackend:
@@ -125,8 +128,7 @@ class WindowedBackend:
         return self.progress.pending()
 
     def close(self) -> None:
-        """Stop starting background work and abort the decode running (the scheduler
-        cancels what is queued)."""
+        """Stop starting background work (the scheduler cancels what is queued)."""
         with self._lock:
             self._closed = True
             self._active.clear()
@@ -154,8 +156,8 @@ class WindowedBackend:
     # --- the decoder, in the background --------------------------------------------------
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the event loop: calibrate the first voices; before that, if the decoder is
-        not open, derive the graphs in a low-priority thread and open them."""
+        """On the loop: calibrate the first voices, after deriving the graphs in a
+        low-priority thread and opening them if the decoder is not open."""
         with self._lock:
             if self._started or self._closed:
                 return
@@ -163,13 +165,12 @@ class WindowedBackend:
         if self._decoder is not None or self._source is None:
             self._calibrate_wanted()
             return
-        self.progress.begin("graphs", "Deriving the windowed decoder's graphs", 1, DERIVE_SECONDS)
-        assert self._source is not None
+        src = self._source
+        self.progress.begin("graphs", src.what, 1, src.seconds)
         _LOGGER.info(
-            "Deriving the windowed decoder's graphs from the model (once per model file, "
-            "about %.0f s on 2 cores), in the background at low priority",
-            DERIVE_SECONDS,
-        )
+            "%s (once per %s): about %.0f s on 2 cores, in the background at low priority",
+            src.what, src.once, src.seconds,
+        )  # fmt: skip
         in_low_priority_thread(
             self._source.derive,
             lambda graphs, took: self._call_soon(self._open_decoder, graphs, took),
@@ -290,10 +291,9 @@ class WindowedBackend:
             return found
 
     def _calibrate_later(self, name: str) -> None:
-        """Queue ``name``'s calibration (cache first, if present); the reference voice's
-        quick priors are then refined. Calibrations run one short decode per preemptible
-        background job at idle priority (:meth:`_next_step`), a new voice's before any
-        refinement, so a request never waits behind one for long."""
+        """Queue ``name``'s calibration (cache first, if present), then the reference
+        voice's refinement: one short decode per preemptible background job at idle
+        priority (:meth:`_next_step`), so a request never waits behind one for long."""
         if self._decoder is None or not self._started:
             if self.disabled is None:
                 with self._lock:

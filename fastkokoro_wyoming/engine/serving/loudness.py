@@ -7,16 +7,21 @@ are (windowed decoding with priors is ~1.4 LU louder than whole calls for af_hea
 brought to the target by a gain; a peak limiter per stream (:class:`~.meter.Leveller`)
 keeps samples under -1 dBFS.
 
-Measurements are cached on disk by model and voice table, so they cost once per install.
-At startup the default voice and the presets' voices are measured before the server is
-ready; any other voice the first time it is asked for, in the background: one short
-decode per scheduler job at idle priority (after every request's work), like the norm
-priors. Until then its requests get the default voice's gain (fixed at startup, so two
-requests in a row sound alike), and a request never waits for a measurement.
+Measurements are cached on disk by model, decoding and voice table, so they cost once per
+install (4 s of CPU a voice here; tens of seconds on a small ARM board, which is why none
+is made before the server is ready). Right after start the default voice and the presets'
+voices are measured in the background, each as soon as it decodes as its requests will
+(windowed: once its norm priors are ready); any other voice the first time it is asked
+for. Each is one short decode per scheduler job at idle priority (after every request's
+work), like the norm priors. Until then a voice's requests get the default voice's gain
+(once measured: two requests in a row sound alike), and before that :data:`TYPICAL_LUFS`'s;
+a request never waits for a measurement.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -48,6 +53,11 @@ MEASURE_TEXTS = (
     "Do you want me to add milk and eggs to your shopping list?",
 )
 MAX_VOICES = 512  # blends are measured too; don't grow without bound
+# a voice's level before anything is measured on a fresh install: the median of 22 voices
+# and blends measured here (-23.8 to -13.3 LUFS; af_heart -21.9), so a first reply is
+# ~1 LU off for most voices instead of the 3-5 LU no gain at all would leave
+TYPICAL_LUFS = -21.0
+WANTED_POLL_S = 1.0  # how often voices waiting for their priors are looked at again
 
 # (voice, ids, style row) -> a call giving float32 audio of one model call at speed 1,
 # decoded the way that voice's requests are (windowed with its priors, or whole). The
@@ -82,7 +92,10 @@ class LoudnessTable:
         self._pending: set[str] = set()
         self._backlog: list[Voice] = []
         self._lock = threading.Lock()
-        self.fallback_db = 0.0  # gain of a voice not measured yet: the first measured one's
+        # gain of a voice not measured yet: the default voice's once it is measured
+        self.fallback_db = 0.0 if target_lufs is None else target_lufs - TYPICAL_LUFS
+        self._fallback_key: str | None = None
+        self._wanted: list[Voice] = []  # measured right after start, once settled
 
     @property
     def enabled(self) -> bool:
@@ -100,13 +113,9 @@ class LoudnessTable:
         unmeasured voice gets :attr:`fallback_db` and is measured in the background."""
         if self.target is None:
             return 1.0
-        key = _key(voice)
-        with self._lock:
-            lufs = self._measured.get(key)
-            if lufs is None:
-                lufs = self._disk.get(self._disk_key(voice))
-                if lufs is not None:
-                    self._measured[key] = lufs
+        if self._wanted:  # the startup voices, when there was no loop to poll from
+            self._poll_wanted()
+        lufs = self._cached(voice)
         if lufs is not None:
             return db_to_gain(self.target - lufs)
         if self.settled(voice):
@@ -115,21 +124,56 @@ class LoudnessTable:
 
     # --- measuring --------------------------------------------------------------------
 
+    def measure_soon(
+        self, voices: list[Voice], fallback: Voice, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        """At startup (any thread): ``voices`` (the default one, ``fallback``, whose gain
+        unmeasured voices get, and the presets') from the cache, else measured in the
+        background from ``loop`` as soon as each is settled (without a loop: from the
+        requests' gain lookups). Never waits."""
+        if self.target is None:
+            return
+        with self._lock:
+            self._fallback_key = _key(fallback)
+        cached = self._cached(fallback)
+        if cached is not None:
+            self.fallback_db = self.target - cached
+        unique = {_key(v): v for v in voices}.values()
+        self._wanted = [v for v in unique if self._cached(v) is None]
+        if self._wanted and loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the engine is going
+                loop.call_soon_threadsafe(self._poll_wanted, loop)
+
     def measure_now(self, voice: Voice, fallback: bool = False) -> float:
-        """Measure ``voice`` now unless cached (blocking: startup). ``fallback``: its gain
-        is also what unmeasured voices get (the default voice)."""
+        """Measure ``voice`` now unless cached (blocking: benches and tests). ``fallback``:
+        its gain is also what unmeasured voices get."""
         lufs = self._measure_now(voice)
         if fallback and self.target is not None:
             self.fallback_db = self.target - lufs
         return lufs
 
-    def _measure_now(self, voice: Voice) -> float:
-        key = _key(voice)
+    def _poll_wanted(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """On the loop: queue the wanted voices that are settled; look again later."""
+        wanted, self._wanted = self._wanted, []
+        for voice in wanted:
+            if self.settled(voice):
+                self._measure_later(voice)
+            else:
+                self._wanted.append(voice)
+        if self._wanted and loop is not None and not self.scheduler.closed:
+            with contextlib.suppress(RuntimeError):
+                loop.call_later(WANTED_POLL_S, self._poll_wanted, loop)
+
+    def _cached(self, voice: Voice) -> float | None:
         with self._lock:
-            cached = self._measured.get(key, self._disk.get(self._disk_key(voice)))
+            lufs = self._measured.get(_key(voice), self._disk.get(self._disk_key(voice)))
+            if lufs is not None:
+                self._measured[_key(voice)] = lufs
+            return lufs
+
+    def _measure_now(self, voice: Voice) -> float:
+        cached = self._cached(voice)
         if cached is not None:
-            with self._lock:
-                self._measured[key] = cached
             return cached
         calls = [self.render(voice, ids, style) for ids, style in self._steps(voice)]
         audio = np.concatenate([call() for call in calls])
@@ -155,6 +199,8 @@ class LoudnessTable:
                 self._measured[_key(voice)] = lufs
             self._disk[self._disk_key(voice)] = lufs
             snapshot = dict(self._disk)
+            if _key(voice) == self._fallback_key and self.target is not None:
+                self.fallback_db = self.target - lufs  # the default voice: from now on
         self._write_cache(snapshot)
         _LOGGER.info("Loudness of %s: %.1f LUFS", voice.blend, lufs)
         return lufs

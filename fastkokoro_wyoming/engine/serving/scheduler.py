@@ -367,6 +367,11 @@ class Scheduler:
         else:
             entry.future.set_result(result)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: nothing more is accepted."""
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -8,7 +8,7 @@ A derivation step after :func:`.graphs.derive`: :mod:`.int8conv` rewrites ``fron
   the same length and stay within :data:`MAX_MEL_DB` log-mel of today's (measured 0.4 dB;
   the int8 model's own floor for a 1e-6 input change is 0.6-0.9 dB, so this is a bound
   against a wrong rewrite, not bit-exactness);
-* **timed** against them, one thread, interleaved, by process CPU time: a graph is used
+* **timed** against them, one thread, interleaved, by the thread's CPU time: a graph is used
   only when its variant is at least :data:`MIN_SPEEDUP` faster. That micro-benchmark, not a
   CPU-flag list, decides, because what is fast depends on MLAS's kernels for the CPU at
   hand (int8 weights hit VNNI/AMX on x86; on ARM's dotprod uint8 x uint8 may already be
@@ -23,6 +23,7 @@ unmodified graphs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -68,6 +69,33 @@ def machine_signature() -> str:
         pass
     raw = f"{model}|{flags}|onnxruntime {ort.__version__}"
     return f"{model} ({hashlib.sha256(raw.encode()).hexdigest()[:10]})"
+
+
+def is_ready(graphs: WindowedGraphs, mode: str = "auto") -> bool:
+    """Whether :func:`with_int8` is quick here (milliseconds: its check and timing are
+    cached for this machine), or would first rewrite, check and time (seconds natively,
+    minutes on a small ARM board or under emulation): then the builder prepares it in the
+    background with :func:`prepare` instead of before the listeners open."""
+    if mode == "off":
+        return True
+    try:
+        meta = json.loads((graphs.directory / "int8" / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("format") == FORMAT_VERSION and meta.get("signature") == machine_signature()
+
+
+def prepare(graphs: WindowedGraphs, mode: str = "auto") -> WindowedGraphs:
+    """The slow part of :func:`with_int8` (rewrite, check, timing; all cached), for a
+    background thread; returns ``graphs``. A failure is left for :func:`with_int8` to
+    meet and log once."""
+    if mode != "off":
+        with contextlib.suppress(Exception):
+            base = replace(graphs, rewritten=())
+            meta = _load_or_build(base, base.directory / "int8")
+            if meta.get("signature") != (sig := machine_signature()):
+                _retime(base, base.directory / "int8", meta, sig)
+    return graphs
 
 
 def with_int8(graphs: WindowedGraphs, mode: str = "auto") -> WindowedGraphs:
@@ -196,7 +224,7 @@ def _check(graphs: WindowedGraphs, variant: Path, probe: dict[str, Any]) -> dict
 
 
 def _time(graphs: WindowedGraphs, variant: Path, probe: dict[str, Any]) -> dict[str, Any]:
-    """Process-CPU-time speed-up per graph, one thread, interleaved, median of repeats."""
+    """CPU-time speed-up per graph, one thread, interleaved, median of repeats."""
     frames = probe["generator"]["xgen"].shape[-1] // 2
     feeds: dict[str, list[dict[str, Any]]] = {
         "front": [probe["front"]],
@@ -231,6 +259,8 @@ def _window(gen: dict[str, Any], frames: int) -> dict[str, Any]:
 
 
 def _cpu(session: Any, outputs: list[str], feed: dict[str, Any]) -> float:
-    t = time.process_time()
+    """CPU seconds of this thread (a one-thread session runs in its caller): requests
+    served meanwhile by other threads, when this runs in the background, are not counted."""
+    t = time.thread_time()
     session.run(outputs, feed)
-    return time.process_time() - t
+    return time.thread_time() - t
