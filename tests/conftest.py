@@ -25,7 +25,7 @@ from fetch_assets import asset_dir  # noqa: E402
 
 from fastkokoro_wyoming.assets import fetch_mirror  # noqa: E402
 from fastkokoro_wyoming.engine.errors import ConfigError  # noqa: E402
-from tests.support.engines import engine_config, patient_limits  # noqa: E402
+from tests.support.engines import engine_config, patient_limits, until_settled  # noqa: E402
 
 
 def _assets() -> tuple[Path, Path]:
@@ -46,7 +46,26 @@ def _assets() -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def kokoro_assets() -> tuple[Path, Path]:
-    return _assets()
+    model, voices = _assets()
+    _prepare_windowed(model)
+    return model, voices
+
+
+def _prepare_windowed(model: Path) -> None:
+    """The windowed graphs and the int8 check in the default cache, once per session, as
+    after an install's first start: a daemon started on a fresh cache serves whole
+    segments while these are prepared in the background (tests/integration/
+    test_background_prep.py tests that, on caches of its own), and the other tests are
+    about the engine as it then serves. ~40 s on a fresh CI machine, milliseconds after."""
+    try:
+        from fastkokoro_wyoming.config import DEFAULT_CACHE
+        from fastkokoro_wyoming.engine.model.windowed import int8select
+        from fastkokoro_wyoming.engine.model.windowed.graphs import derive
+    except ImportError:  # onnx missing: the engine decodes whole segments anyway
+        return
+    graphs = derive(model, Path(DEFAULT_CACHE).expanduser())
+    if not int8select.is_ready(graphs):
+        int8select.prepare(graphs)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +76,7 @@ async def engine(kokoro_assets: tuple[Path, Path]) -> AsyncIterator[object]:
     eng = await load_engine(
         engine_config(*kokoro_assets, limits=patient_limits(max_input_chars=100_000))
     )
+    await until_settled(eng)  # the default voice's priors and loudness, on a fresh cache
     yield eng
     eng.close()
 

@@ -34,3 +34,24 @@ async def collect(agen: AsyncIterator[np.ndarray], timeout: float = 300) -> np.n
         return np.concatenate([c async for c in agen] or [np.zeros(0, np.float32)])
 
     return await asyncio.wait_for(run(), timeout)
+
+
+async def until_settled(engine: object, timeout: float = 900) -> None:
+    """Until ``engine`` serves as it will from now on: on a fresh cache the windowed
+    graphs, the int8 check, the default voice's priors and its loudness are prepared in the
+    background after load (tens of seconds on CI's 2 cores), and tests that look at the
+    windowed decoder or compare levels need them done, not a whole-segment start."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    windowed = getattr(engine, "windowed", None)
+    loudness = getattr(engine, "loudness", None)
+    voice = engine.voice_for(None)  # type: ignore[attr-defined]
+    while True:
+        ready = windowed is None or (windowed.decoder is not None and not windowed.preparing())
+        ready = ready and (loudness is None or loudness.measured(voice) is not None)
+        if ready:
+            return
+        if loop.time() > end:
+            pending = windowed.preparing() if windowed is not None else []
+            raise TimeoutError(f"engine not settled after {timeout:.0f} s: {pending}")
+        await asyncio.sleep(0.2)
