@@ -8,11 +8,13 @@ server and case: first audio p50/p90, audio-s per wall-s for all clients togethe
 ratio to fastkokoro's in the same round.
 
     uv run --extra cpu python bench/capacity_bench.py [--texts medium,long] [--clients 1,4,8]
-        [--main /work/main] [--rounds 1] [--splits 1x2,2x1] [--off] [--skip-anchor]
+        [--main /work/main] [--rounds 1] [--splits 1x2,2x1] [--off] [--openvino bf16,int8]
+        [--skip-anchor]
     (--off: also this branch with int8 off; --splits: this branch with each scheduler
     workers x intra-op threads split, so the split and the int8 rewrite are measured in one
-    interleaved run; --openvino: also this branch with engine.runtime.backend openvino,
-    needs `uv run --extra cpu --extra openvino`; the other servers of this branch are
+    interleaved run; --openvino bf16,int8: also this branch with engine.runtime.backend
+    openvino at each engine.runtime.openvino_precision, needs `uv run --extra cpu --extra
+    openvino-int8`; the other servers of this branch are
     pinned to onnxruntime, and every server is measured only once /health lists no
     one-time work left: the OpenVINO compile, the priors)
 """
@@ -59,7 +61,9 @@ async def main() -> None:
     parser.add_argument("--splits", default="1x2", help="this branch: workers x threads, ...")
     parser.add_argument("--off", action="store_true", help="also this branch with int8 off")
     parser.add_argument(
-        "--openvino", action="store_true", help="also this branch with the OpenVINO backend"
+        "--openvino",
+        default="",
+        help="also this branch with the OpenVINO backend at each precision: bf16,int8,...",
     )
     parser.add_argument(
         "--skip-anchor", action="store_true", help="no fastkokoro: ratios to the last server"
@@ -84,10 +88,11 @@ async def main() -> None:
         )
         off.name = "this branch, int8 off"
         servers.append(off)
-    if args.openvino:
+    for i, precision in enumerate(filter(None, args.openvino.split(","))):
         flags = (*UNLIMITED, "--engine-runtime-backend", "openvino")
-        servers.append(start_ours(model, voices, 18990, logs / "openvino.log", flags))
-        servers[-1].name = "this branch, OpenVINO"
+        flags += ("--engine-runtime-openvino-precision", precision)
+        servers.append(start_ours(model, voices, 18985 + i, logs / f"ov-{precision}.log", flags))
+        servers[-1].name = f"this branch, OpenVINO {precision}"
     if Path(args.main, "fastkokoro_wyoming").is_dir():
         servers.append(start_tree(Path(args.main), "main", model, voices, 18992, logs / "m.log"))
     if not args.skip_anchor:  # its first start installs fastkokoro 0.7.0 (minutes)

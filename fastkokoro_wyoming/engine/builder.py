@@ -45,6 +45,8 @@ _LOGGER = logging.getLogger(__name__)
 # seconds here, minutes on a small ARM board or under emulation, so not before "ready"
 INT8_CHECK = "Checking the int8 convolutions on this CPU"
 INT8_CHECK_SECONDS = 10.0
+# besides the startup voices, what the OpenVINO int8 trunk calibrates on: other kinds of voice
+CALIBRATION_VOICES = ("am_michael", "bf_emma", "af_bella")
 
 
 def runtime_settings(cfg: EngineConfig) -> RuntimeSettings:
@@ -264,7 +266,7 @@ def _open_windowed(
 
     first = _first_voices(cfg, voices)
     source = DecoderSource(derived, open_decoder)
-    acceleration = _acceleration(cfg, settings, gpu=not cpu)
+    acceleration = _acceleration(cfg, settings, gpu=not cpu, voices=voices, first=first)
     decoder = None
     if graphs_cached(model, cache_dir):
         t0 = time.perf_counter()
@@ -301,15 +303,30 @@ def _open_windowed(
     return backend
 
 
-def _acceleration(cfg: EngineConfig, settings: RuntimeSettings, gpu: bool) -> Acceleration | None:
+def _acceleration(
+    cfg: EngineConfig, settings: RuntimeSettings, gpu: bool, voices: VoiceStore, first: list[str]
+) -> Acceleration | None:
     """``engine.runtime.backend``: the OpenVINO generator to prepare in the background, or
-    None (one log line says why, unless the backend was set to onnxruntime)."""
+    None (one log line says why, unless the backend was set to onnxruntime). Its int8
+    trunk is calibrated on the startup voices (``first``) and two of other kinds."""
     from .serving.acceleration import Acceleration, decide
 
     mode = cfg.runtime.backend
     if mode == "onnxruntime" or (gpu and mode == "auto"):
         return None
-    acc = Acceleration(mode, decide(mode, gpu), settings.workers, settings.intra_op_threads)
+
+    def calibration() -> list[tuple[list[int], np.ndarray]]:
+        from .model.windowed.norm_stats import calibration_ids
+
+        names = [n for n in dict.fromkeys((*first, *CALIBRATION_VOICES)) if n in voices]
+        out = []
+        for name in names[:4]:
+            voice = voices.resolve(name)
+            out += [(ids, voice.style_for(len(ids))) for ids in calibration_ids(voice.lang)]
+        return out
+
+    decision = decide(mode, gpu, precision=cfg.runtime.openvino_precision)
+    acc = Acceleration(mode, decision, settings.workers, settings.intra_op_threads, calibration)
     acc.log_decision()
     return acc if acc.decision.precision is not None else None
 

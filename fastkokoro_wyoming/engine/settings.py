@@ -20,6 +20,7 @@ IoBinding = Literal["auto", "on", "off"]
 Strategy = Literal["adaptive", "sentence", "phrase", "chunk"]
 Int8Convolutions = Literal["auto", "on", "off"]
 Backend = Literal["auto", "onnxruntime", "openvino"]
+OpenVinoPrecision = Literal["auto", "int8", "bf16", "f32"]
 
 DEFAULT_CACHE = "~/.cache/fastkokoro-wyoming"
 
@@ -66,6 +67,10 @@ class RuntimeConfig:
     # is installed, the CPU has bf16 (AMX or AVX512_BF16) and a one-time timing finds it
     # faster; onnxruntime = never
     backend: Backend = "auto"
+    # In what OpenVINO runs it (engine/serving/acceleration.py): int8 = NNCF's quantised
+    # trunk (the `openvino-int8` extra; quantised once, cached), bf16, f32; auto = int8 where
+    # NNCF is installed, else bf16 where the CPU has it (auto never tries a float f32 trunk)
+    openvino_precision: OpenVinoPrecision = "auto"
 
 
 @dataclass(frozen=True)

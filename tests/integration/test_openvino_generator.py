@@ -1,9 +1,11 @@
 """engine.runtime.backend: openvino on the real model (skipped when openvino is missing).
 
-The generator's trunk in OpenVINO (bf16 where the CPU has it) against today's windowed
-ONNX Runtime output (the int8-weight rewrite where it is faster, as the engine runs it) on
-the same plan, so sample-aligned: log-mel distance and what pocketsphinx hears; then the
-engine preparing it in the background and switching to it between segments.
+The generator's trunk in OpenVINO, in each precision this CPU can run (bf16 where it has
+AMX or AVX512_BF16, else f32; int8 as NNCF quantises it, where the ``openvino-int8`` extra
+is installed), against today's windowed ONNX Runtime output (the int8-weight rewrite where
+it is faster, as the engine runs it) on the same plan, so sample-aligned: log-mel distance
+and what pocketsphinx hears; then the engine preparing it in the background and switching
+to it between segments. Cost: ~35 s a precision, plus NNCF's one-time quantisation (~30 s).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from fastkokoro_wyoming.engine.model.voices import load_style_tables
 from fastkokoro_wyoming.engine.model.windowed.decoder import WindowedDecoder
 from fastkokoro_wyoming.engine.model.windowed.graphs import derive
 from fastkokoro_wyoming.engine.model.windowed.metrics import log_mel_distance_db
-from fastkokoro_wyoming.engine.model.windowed.norm_stats import load_or_calibrate
+from fastkokoro_wyoming.engine.model.windowed.norm_stats import (
+    calibration_ids,
+    load_or_calibrate,
+)
 from fastkokoro_wyoming.engine.serving.acceleration import Acceleration, decide
 from fastkokoro_wyoming.engine.text.g2p import G2P
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
@@ -49,6 +54,14 @@ ENGLISH = [  # test_windowed_decoder.py's set
     "The quiet library was the perfect place to finish reading that long novel about "
     "sailors, storms and a lighthouse keeper who never left his island.",
 ]
+ENGLISH += [  # bench/int8_quality.py's: one sentence's word flips weigh less on sixteen
+    "The bus driver waved at the children as they crossed the wet street.",
+    "Did you remember to water the plants on the balcony this morning?",
+    "Forty seven small boats sailed past the old harbour wall at noon.",
+    "Honestly, I never expected the concert to sell out in ten minutes!",
+    "She folded the map carefully and put it back into her coat pocket.",
+    "A cold wind blew across the hills, bending the tall grass towards the sea.",
+]
 MAX_MEAN_MEL_DB = 2.0  # OpenVINO vs today's windowed ORT, mean over the set
 MAX_MEL_DB_ONE = 3.0  # any one sentence ("Thank you." is mostly quiet pads)
 MAX_ACCURACY_LOSS = 0.01  # within 1 point of word accuracy, mean over the set
@@ -60,22 +73,38 @@ def _options() -> ort.SessionOptions:
     return opts
 
 
-@pytest.fixture(scope="module")
-def decoders(kokoro_assets):
-    """(today's ORT decoder, the OpenVINO one, af_heart's priors, its table)."""
+CALIBRATED = {"af_heart": "a", "am_michael": "a", "bf_emma": "b"}  # as the builder picks
+
+
+@pytest.fixture(scope="module", params=["float", "int8"])
+def decoders(request, kokoro_assets):
+    """(today's ORT decoder, the OpenVINO one, af_heart's priors, its table) for the
+    CPU's float precision, then NNCF's int8 trunk."""
     from fastkokoro_wyoming.engine.model.windowed.int8select import with_int8
 
+    if request.param == "int8":
+        pytest.importorskip("nncf")
     model, voices = kokoro_assets
     graphs = with_int8(derive(model, Path(DEFAULT_CACHE).expanduser()), "auto")
     plain = WindowedDecoder(graphs, _options(), ["CPUExecutionProvider"], fixed_shapes=False)
-    decision = decide("openvino", gpu=False)
+    tables = load_style_tables(voices)
+    precision = "int8" if request.param == "int8" else "bf16"  # bf16 falls back to f32
+    decision = decide("openvino", gpu=False, precision=precision)
     assert decision.precision is not None, decision.why
-    acc = Acceleration("openvino", decision, streams=1, threads=1)
+
+    def calibration():
+        return [
+            (ids, tables[name][len(ids) - 1 : len(ids)])
+            for name, lang in CALIBRATED.items()
+            for ids in calibration_ids(lang)
+        ]
+
+    acc = Acceleration("openvino", decision, streams=1, threads=1, calibration=calibration)
     fast = acc.prepare(plain, decision.precision)
     assert fast is not None, acc.meta
-    table = load_style_tables(voices)["af_heart"]
+    table = tables["af_heart"]
     priors = load_or_calibrate(plain, "af_heart", table, "a")
-    print(f"OpenVINO {decision.why}; probe check {json.dumps(acc.meta)}")
+    print(f"OpenVINO {acc.label}: {decision.why}; probe check {json.dumps(acc.meta)}")
     return plain, fast, priors, table
 
 

@@ -36,6 +36,14 @@ def test_an_unknown_backend_names_the_key_and_the_choices() -> None:
         load_config(environ=env)
 
 
+def NO_NNCF() -> bool:
+    return False
+
+
+def HAS_NNCF() -> bool:
+    return True
+
+
 def _caps(precision: str | None, why: str = "OpenVINO 2026.4, CPU FP32/BF16"):
     return lambda: (precision, why)
 
@@ -44,29 +52,33 @@ def test_onnxruntime_never_asks_openvino() -> None:
     def boom() -> tuple[str | None, str]:
         raise AssertionError("openvino probed")
 
-    assert decide("onnxruntime", gpu=False, capability=boom).precision is None
+    assert decide("onnxruntime", gpu=False, capability=boom, nncf=NO_NNCF).precision is None
 
 
 @pytest.mark.parametrize("mode", ["auto", "openvino"])
 def test_bf16_cpus_get_bf16(mode: str) -> None:
-    assert decide(mode, gpu=False, capability=_caps("bf16")) == Decision(
+    assert decide(mode, gpu=False, capability=_caps("bf16"), nncf=NO_NNCF) == Decision(
         "bf16", "OpenVINO 2026.4, CPU FP32/BF16"
     )
 
 
 def test_auto_keeps_onnxruntime_without_bf16_and_says_why() -> None:
-    d = decide("auto", gpu=False, capability=_caps("f32", "CPU FP32/INT8; flags avx512_vnni"))
+    d = decide(
+        "auto", gpu=False, capability=_caps("f32", "CPU FP32/INT8; flags avx512_vnni"), nncf=NO_NNCF
+    )
     assert d.precision is None and not d.warn
     assert "no bf16" in d.why and "AMX" in d.why and "avx512_vnni" in d.why
 
 
 def test_an_explicit_openvino_without_bf16_still_uses_it_in_f32() -> None:
-    assert decide("openvino", gpu=False, capability=_caps("f32")).precision == "f32"
+    assert decide("openvino", gpu=False, capability=_caps("f32"), nncf=NO_NNCF).precision == "f32"
 
 
 def test_missing_package_warns_only_when_asked_for() -> None:
     missing = _caps(None, "the openvino package is not installed (openvino)")
-    auto, explicit = (decide(m, gpu=False, capability=missing) for m in ("auto", "openvino"))
+    auto, explicit = (
+        decide(m, gpu=False, capability=missing, nncf=NO_NNCF) for m in ("auto", "openvino")
+    )
     assert auto.precision is None and not auto.warn and "not installed" in auto.why
     assert explicit.precision is None and explicit.warn
     assert "pip install 'fastkokoro-wyoming[openvino]'" in explicit.why
@@ -76,9 +88,9 @@ def test_a_broken_install_or_a_gpu_falls_back() -> None:
     def broken() -> tuple[str | None, str]:
         raise RuntimeError("no CPU plugin")
 
-    d = decide("openvino", gpu=False, capability=broken)
+    d = decide("openvino", gpu=False, capability=broken, nncf=NO_NNCF)
     assert d.precision is None and "no CPU plugin" in d.why
-    assert decide("openvino", gpu=True, capability=_caps("bf16")).warn
+    assert decide("openvino", gpu=True, capability=_caps("bf16"), nncf=NO_NNCF).warn
 
 
 def test_the_fallback_is_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
@@ -159,3 +171,47 @@ def test_no_hand_over_when_not_faster_or_failed(result, caplog) -> None:
     assert handed == [] and progress.pending() == []
     if isinstance(result, Exception):
         assert "OpenVINO failed: compile failed" in caplog.text
+
+
+def test_openvino_precision_defaults_to_auto_and_is_a_setting(tmp_path) -> None:
+    assert load_config(environ={}).engine.runtime.openvino_precision == "auto"
+    env = {"FASTKOKORO_ENGINE_RUNTIME_OPENVINO_PRECISION": "int8"}
+    assert load_config(environ=env).engine.runtime.openvino_precision == "int8"
+    with pytest.raises(ConfigError, match=r"openvino_precision .*int8, bf16, f32"):
+        load_config(environ={"FASTKOKORO_ENGINE_RUNTIME_OPENVINO_PRECISION": "fp8"})
+
+
+@pytest.mark.parametrize(("cpu", "mode"), [("bf16", "auto"), ("f32", "auto"), ("f32", "openvino")])
+def test_auto_is_int8_where_nncf_is_installed_with_the_cpus_float_elsewhere(cpu, mode) -> None:
+    """NNCF's trunk pays without AMX (1.12x ORT's windows with its other work in bf16), so
+    auto tries it on any CPU (in f32 elsewhere: 0.96x there, so the timing refuses it)."""
+    d = decide(mode, gpu=False, capability=_caps(cpu), nncf=HAS_NNCF)
+    assert (d.precision, d.hint, d.warn) == ("int8", cpu, False)
+
+
+def test_int8_without_nncf_falls_back_to_the_float_trunk_and_warns() -> None:
+    d = decide("openvino", gpu=False, capability=_caps("bf16"), precision="int8", nncf=NO_NNCF)
+    assert d.precision == "bf16" and d.warn and "openvino-int8" in d.why
+    d = decide("auto", gpu=False, capability=_caps("f32"), precision="int8", nncf=NO_NNCF)
+    assert d.precision is None and d.warn and "NNCF" in d.why
+
+
+def test_a_float_precision_is_honoured_even_with_nncf() -> None:
+    assert decide("auto", gpu=False, capability=_caps("bf16"), precision="bf16",
+                  nncf=HAS_NNCF).precision == "bf16"  # fmt: skip
+    assert decide("openvino", gpu=False, capability=_caps("bf16"), precision="f32",
+                  nncf=HAS_NNCF).precision == "f32"  # fmt: skip
+    d = decide("openvino", gpu=False, capability=_caps("f32"), precision="bf16", nncf=HAS_NNCF)
+    assert d.precision == "f32" and d.warn and "bf16 asked for" in d.why
+
+
+def test_an_int8_decision_says_so_and_plans_the_quantisation(caplog) -> None:
+    acc = Acceleration("auto", Decision("int8", "test CPU", hint="bf16"), 1, 1)
+    assert acc.label == "int8 (bf16 elsewhere)"
+    progress = Progress()
+    release = threading.Event()
+    prepared = Prepared(None, release)
+    prepared.decision = acc.decision
+    prepared.start(FakeDecoder(), progress, lambda d: None)  # type: ignore[arg-type]
+    assert progress.pending()[0]["eta_s"] >= 30  # the NNCF run is in the estimate
+    release.set()

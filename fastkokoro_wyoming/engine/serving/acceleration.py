@@ -12,23 +12,27 @@ replaced by one whose generator is the OpenVINO one; a segment keeps the decoder
 started with (``Engine._start_render``), so none changes generator midway.
 
 Whether OpenVINO is used, in one log line at startup (:func:`decide`): never on a GPU
-provider or with ``onnxruntime``; ``openvino`` needs the package (else ORT, warned);
-``auto`` also needs bf16 (OpenVINO's CPU plugin lists ``BF16`` in its
-``OPTIMIZATION_CAPABILITIES`` on AMX and AVX512_BF16 CPUs; without it the trunk runs fp32,
-no faster than ORT's int8 rewrite) and, once compiled, a timing at least 5 % faster than
-the ORT generator it replaces.
+provider or with ``onnxruntime``; ``openvino`` needs the package (else ORT, warned). In what
+precision (``engine.runtime.openvino_precision``): ``auto`` is int8 where NNCF is installed
+(the ``openvino-int8`` extra; :mod:`..model.windowed.ovquant` says why it pays without AMX),
+its other work in bf16 where OpenVINO's CPU plugin lists ``BF16`` in its
+``OPTIMIZATION_CAPABILITIES`` (AMX, AVX512_BF16) and f32 elsewhere; without NNCF, bf16 where
+the CPU has it. ``auto`` never tries a float trunk in
+f32 (no faster than ORT's int8 rewrite), and always needs, once compiled, a timing at least
+5 % faster than the ORT generator it replaces.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import pickle
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 COMPILE_SECONDS = 2.0  # one window length, for the first estimate (1.2-1.8 s measured)
+QUANTIZE_SECONDS = 30.0  # NNCF's int8 of the trunk, for the estimate (17 s measured idle)
+INT8_EXTRA = "pip install 'fastkokoro-wyoming[openvino-int8]'"
 CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 
 
@@ -48,16 +54,22 @@ CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 class Decision:
     """What :func:`decide` found: a precision to compile in, or None and why not."""
 
-    precision: str | None
+    precision: str | None  # bf16 | f32 | int8 (NNCF's trunk)
     why: str
-    warn: bool = False  # an explicit ``openvino`` that cannot be honoured
+    warn: bool = False  # an explicit setting that cannot be honoured
+    hint: str | None = None  # int8: OpenVINO's precision for the rest (bf16 or f32)
 
 
 def decide(
-    mode: str, gpu: bool, capability: Callable[[], tuple[str | None, str]] | None = None
+    mode: str,
+    gpu: bool,
+    capability: Callable[[], tuple[str | None, str]] | None = None,
+    precision: str = "auto",
+    nncf: Callable[[], bool] | None = None,
 ) -> Decision:
-    """Whether to prepare the OpenVINO trunk (``capability``: for tests; else
-    :func:`ovtrunk.capability`, which imports openvino)."""
+    """Whether to prepare the OpenVINO trunk, and in which ``precision`` (the setting;
+    ``capability`` and ``nncf``: for tests; else :func:`ovtrunk.capability`, which imports
+    openvino, and whether NNCF is importable)."""
     if mode == "onnxruntime":
         return Decision(None, "engine.runtime.backend: onnxruntime")
     if gpu:
@@ -67,32 +79,58 @@ def decide(
 
         capability = probe
     try:
-        precision, why = capability()
+        cpu, why = capability()
     except Exception as err:  # noqa: BLE001 - a broken install: serve on ORT
-        precision, why = None, f"OpenVINO's CPU plugin does not start ({err})"
-    if precision is None:
+        cpu, why = None, f"OpenVINO's CPU plugin does not start ({err})"
+    if cpu is None:
         hint = "; pip install 'fastkokoro-wyoming[openvino]'" if mode == "openvino" else ""
         return Decision(None, why + hint, warn=mode == "openvino")
-    if precision != "bf16" and mode == "auto":
-        return Decision(None, f"no bf16 on this CPU (neither AMX nor AVX512_BF16): {why}")
-    return Decision(precision, why)
+    has_nncf = (nncf or (lambda: importlib.util.find_spec("nncf") is not None))()
+    if precision in ("auto", "int8") and has_nncf:  # the rest as the CPU runs it best
+        return Decision("int8", why, hint=cpu)
+    if precision == "int8":  # asked for, but NNCF is missing: the float trunk, warned
+        why = f"int8 needs NNCF ({INT8_EXTRA}); {why}"
+    if precision == "bf16" and cpu != "bf16":
+        why = f"bf16 asked for, but this CPU has neither AMX nor AVX512_BF16: {why}"
+    if cpu != "bf16" and mode == "auto":
+        return Decision(None, f"no bf16 on this CPU (neither AMX nor AVX512_BF16) and no "
+                        f"NNCF for int8: {why}", warn=precision in ("int8", "bf16"))  # fmt: skip
+    chosen = "f32" if precision == "f32" else cpu
+    return Decision(chosen, why, warn=precision in ("int8", "bf16") and chosen != precision)
 
 
 class Acceleration:
     """Prepares the OpenVINO generator for one decoder and hands the new decoder over."""
 
-    def __init__(self, mode: str, decision: Decision, streams: int, threads: int) -> None:
+    def __init__(
+        self,
+        mode: str,
+        decision: Decision,
+        streams: int,
+        threads: int,
+        calibration: Callable[[], Sequence[tuple[list[int], Any]]] = lambda: (),
+    ) -> None:
         self.mode = mode
         self.decision = decision
         self.streams, self.threads = streams, threads
+        self.calibration = calibration  # int8: the segments NNCF calibrates on (ids, style)
         self.meta: dict[str, Any] = {}  # the check and timing (also cached on disk)
 
     def log_decision(self) -> None:
-        """The one startup line when OpenVINO will not be tried."""
+        """The one startup line when OpenVINO will not be tried (or not as asked)."""
         if self.decision.precision is not None:
+            if self.decision.warn:
+                _LOGGER.warning("Generator backend: OpenVINO %s, not as set (%s)",
+                                self.decision.precision, self.decision.why)  # fmt: skip
             return
         say = _LOGGER.warning if self.decision.warn else _LOGGER.info
         say("Generator backend: ONNX Runtime (%s)", self.decision.why)
+
+    @property
+    def label(self) -> str:
+        """The precision as the log says it: ``int8 (bf16 elsewhere)`` for NNCF's trunk."""
+        d = self.decision
+        return f"int8 ({d.hint} elsewhere)" if d.precision == "int8" else str(d.precision)
 
     def attach(self, backend: WindowedBackend, loop: asyncio.AbstractEventLoop) -> None:
         """On the loop: once ``backend``'s decoder is open (now, or when its background
@@ -125,12 +163,13 @@ class Acceleration:
         if precision is None:
             return
         lengths = decoder.window_lengths
-        progress.begin("openvino", "Compiling the generator for OpenVINO", 1,
-                       COMPILE_SECONDS * (len(lengths) + 2))  # fmt: skip
+        seconds = COMPILE_SECONDS * (len(lengths) + 2)
+        seconds += QUANTIZE_SECONDS if precision == "int8" else 0.0
+        progress.begin("openvino", "Compiling the generator for OpenVINO", 1, seconds)
         _LOGGER.info(
             "Generator backend: preparing OpenVINO (%s, %s; window lengths %s) in the "
             "background; ONNX Runtime decodes meanwhile",
-            precision,
+            self.label,
             self.decision.why,
             lengths,
         )
@@ -141,7 +180,7 @@ class Acceleration:
                 _LOGGER.info(
                     "Generator backend: OpenVINO %s from the next segment on (ready in "
                     "%.1f s; %.2fx the ONNX Runtime generator's speed, log-mel %.2f dB)",
-                    precision,
+                    self.label,
                     seconds,
                     self.meta.get("speedup", float("nan")),
                     self.meta.get("mel_db", float("nan")),
@@ -163,9 +202,12 @@ class Acceleration:
         the caches :meth:`prepare` then reads (``ovtrunk.build_cache`` says why a child)."""
         from ..model.windowed.ovtrunk import cached_check
 
-        if cached_check(decoder.graphs, decoder.window_lengths, precision) is not None:
+        hint = self.decision.hint
+        if cached_check(decoder.graphs, decoder.window_lengths, precision, hint) is not None:
             return  # a restart: prepare() loads the blobs (or compiles, if they were lost)
-        args = (decoder.graphs, decoder.window_lengths, precision, self.streams, self.threads)
+        calibration = list(self.calibration()) if precision == "int8" else []
+        args = (decoder.graphs, decoder.window_lengths, precision, self.streams, self.threads,
+                hint, calibration)  # fmt: skip
         code = "from fastkokoro_wyoming.engine.model.windowed.ovtrunk import child_main as m; m()"
         done = subprocess.run(
             [sys.executable, "-c", code],
@@ -208,11 +250,18 @@ class Acceleration:
         from ..model.windowed.trunk import derive_trunk
 
         graphs = decoder.graphs
-        cached = cached_check(graphs, decoder.window_lengths, precision)
+        cached = cached_check(graphs, decoder.window_lengths, precision, self.decision.hint)
         if cached is not None and not self._accepts(cached, precision):
             self.meta = cached
             return None
         trunk = derive_trunk(graphs)
+        style = None
+        if precision == "int8":  # the child's result; in this process for benches and tests
+            from ..model.windowed.ovquant import quantize_trunk
+
+            calibration = list(self.calibration())
+            quantize_trunk(graphs, trunk, calibration)
+            style = calibration[0][1]  # the check's probe read by a calibrated voice
         generator = OpenVinoGenerator(
             trunk,
             decoder.generator,
@@ -223,8 +272,9 @@ class Acceleration:
             streams=self.streams,
             threads=self.threads,
             cache_dir=trunk.directory / "cache",
+            hint=self.decision.hint,
         )
-        self.meta = meta = check_and_time(graphs, generator, graphs.path("generator"))
+        self.meta = meta = check_and_time(graphs, generator, graphs.path("generator"), style)
         if not self._accepts(meta, precision):
             return None
         new: WindowedDecoder | None = None

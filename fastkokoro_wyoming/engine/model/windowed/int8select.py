@@ -181,9 +181,10 @@ def _retime(graphs: WindowedGraphs, out: Path, meta: dict[str, Any], sig: str) -
     return meta
 
 
-def _probe(graphs: WindowedGraphs) -> dict[str, Any]:
-    """The probe sentence's inputs for each graph, from the unmodified graphs."""
-    feed = _probe_feed(None)
+def _probe(graphs: WindowedGraphs, style: np.ndarray | None = None) -> dict[str, Any]:
+    """The probe sentence's inputs for each graph, from the unmodified graphs (``style``: a
+    voice's row; by default a random voice-like one)."""
+    feed = _probe_feed(style)
     asr, f0, n, dur = _session(graphs.path("front")).run(["asr", "f0", "n", "durations"], feed)
     fr_feed = {"asr": asr, "f0": f0, "n": n, "style": feed["style"]}
     (xgen,) = _session(graphs.path("fr")).run(["xgen"], fr_feed)

@@ -4,9 +4,10 @@
 :class:`OpenVinoGenerator` runs pre and post in ONNX Runtime (fp32) and the trunk in
 OpenVINO, compiled once per window length the decoder uses (fixed shapes: with dynamic
 shapes OpenVINO's elementwise fusion is off, ~1.8x slower, measured), in bf16 where the
-CPU has it. A length that was not compiled (a whole-segment decode for the loudness table)
-runs on the ONNX Runtime generator as before. It stands in for the generator's ORT session
-(``run(outputs, feed, options)``), honouring ``options.terminate`` between its three parts.
+CPU has it, or int8 as NNCF quantised it (:mod:`.ovquant`). A length that was not
+compiled (a whole-segment decode for the loudness table) runs on the ONNX Runtime
+generator as before. It stands in for the generator's ORT session (``run(outputs, feed,
+options)``), honouring ``options.terminate`` between its three parts.
 
 Whether it is worth it is decided the way :mod:`.int8select` decides: :func:`capability`
 asks OpenVINO's CPU plugin what the CPU can do (``OPTIMIZATION_CAPABILITIES`` lists
@@ -43,7 +44,7 @@ _LOGGER = logging.getLogger(__name__)
 # to uint8 at run time, the trunk runs them in float, and the dequantised generator in ORT
 # fp32 is itself 2.1-2.3 dB from the uint8 one on the probe (2.1-2.4 for OpenVINO bf16).
 MAX_MEL_DB = 3.0
-CHECK_VERSION = 2  # in the cached check's key: 2 = the 3.0 dB probe bound
+CHECK_VERSION = 3  # in the cached check's key: 2 = the 3.0 dB bound, 3 = int8 on a voice
 MIN_SPEEDUP = 1.05  # auto: used only when at least this much faster (as int8select)
 _REPEATS = 3
 _CPU_FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni")
@@ -92,13 +93,15 @@ class OpenVinoGenerator:
         streams: int = 1,
         threads: int = 1,
         cache_dir: Path | None = None,
+        hint: str | None = None,
     ) -> None:
         import onnxruntime as ort
         import openvino as ov  # pyright: ignore[reportMissingImports] - the openvino extra
 
         self.trunk = trunk
         self.fallback = fallback  # the ORT generator session: lengths not compiled
-        self.precision = precision
+        self.precision = precision  # bf16 | f32 | int8 (the NNCF trunk)
+        self.hint = hint or precision  # OpenVINO's precision for what is not int8
         self._ort, self._opts = ort, session_options
         self._providers = list(providers) if providers else ["CPUExecutionProvider"]
         self.pre = self._open("pre")
@@ -107,11 +110,16 @@ class OpenVinoGenerator:
         if cache_dir is not None:
             core.set_property({"CACHE_DIR": str(cache_dir)})
         config = {
-            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_PRECISION_HINT": self.hint,
             "NUM_STREAMS": str(max(1, streams)),
             "INFERENCE_NUM_THREADS": str(max(1, streams) * max(1, threads)),
         }
-        model = core.read_model(str(trunk.path("trunk")))
+        if precision == "int8":
+            from .ovquant import quantized_path
+
+            model = core.read_model(str(quantized_path(trunk)))
+        else:
+            model = core.read_model(str(trunk.path("trunk")))
         self._compiled: dict[int, Any] = {}
         self._requests: dict[int, queue.SimpleQueue[Any]] = {}
         self.compile_seconds: dict[int, float] = {}
@@ -197,7 +205,7 @@ def _stop_if_terminated(options: Any) -> None:
 # --------------------------------------------------------------------------- check, time
 
 
-def signature_key(precision: str) -> str:
+def signature_key(precision: str, hint: str | None = None) -> str:
     """A file-name-safe key for this machine, runtime versions and precision."""
     import hashlib
 
@@ -206,11 +214,15 @@ def signature_key(precision: str) -> str:
     from .int8select import machine_signature
 
     raw = f"{machine_signature()}|openvino {ov.get_version()}|{precision}|check {CHECK_VERSION}"
+    if precision == "int8":
+        from .ovquant import QUANT_VERSION
+
+        raw += f"|hint {hint or precision}|quantised {QUANT_VERSION}"
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
-def _check_path(directory: Path, precision: str) -> Path:
-    return directory / f"meta-{signature_key(precision)}.json"
+def _check_path(directory: Path, precision: str, hint: str | None = None) -> Path:
+    return directory / f"meta-{signature_key(precision, hint)}.json"
 
 
 def _read_check(path: Path, lengths: Sequence[int]) -> dict[str, Any] | None:
@@ -222,10 +234,11 @@ def _read_check(path: Path, lengths: Sequence[int]) -> dict[str, Any] | None:
 
 
 def cached_check(
-    graphs: WindowedGraphs, lengths: Sequence[int], precision: str
+    graphs: WindowedGraphs, lengths: Sequence[int], precision: str, hint: str | None = None
 ) -> dict[str, Any] | None:
     """The cached check of the cut for these lengths, if both are cached (a restart: no
-    child, and a refusal refuses before anything is loaded)."""
+    child, and a refusal refuses before anything is loaded); for int8, with its trunk."""
+    from .ovquant import QUANT_VERSION, SUBDIR
     from .trunk import FORMAT_VERSION, trunk_dir
 
     directory = trunk_dir(graphs)
@@ -234,29 +247,45 @@ def cached_check(
             return None
     except (OSError, ValueError):
         return None
-    return _read_check(_check_path(directory, precision), lengths)
+    if precision == "int8":
+        try:
+            meta = json.loads((directory / SUBDIR / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if meta.get("version") != QUANT_VERSION or not (directory / SUBDIR / "trunk.xml").is_file():
+            return None
+    return _read_check(_check_path(directory, precision, hint), lengths)
 
 
 def check_and_time(
-    graphs: WindowedGraphs, generator: OpenVinoGenerator, reference: Path
+    graphs: WindowedGraphs,
+    generator: OpenVinoGenerator,
+    reference: Path,
+    style: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """OpenVINO vs ORT's generator (``reference``: the graph today's decoder runs) on the
     probe sentence cut into each compiled length: log-mel bound, then speed-up by process
-    CPU time, interleaved, median of repeats. Cached per
-    machine signature beside the graphs."""
-    path = _check_path(generator.trunk.directory, generator.precision)
+    CPU time, interleaved, median of repeats. Cached per machine signature beside the graphs.
+
+    ``style``: a real voice's row for the probe, which the int8 trunk needs: its ranges
+    were calibrated on voices, and the default random voice-like style drives activations
+    past them (measured: 4.5 dB on the random style, 1.1-1.6 dB on four real voices, three
+    of them not calibrated on, for 1.1 dB on sentences)."""
+    path = _check_path(generator.trunk.directory, generator.precision, generator.hint)
     cached = _read_check(path, generator.lengths)
     if cached is not None:
         return cached
     from .int8select import _probe
 
-    probe = _probe(graphs)["generator"]
+    probe = _probe(graphs, style)["generator"]
     ort_gen = _session(reference, threads=1)
     feeds = [_window(probe, n) for n in generator.lengths]
     ref = [ort_gen.run(["audio"], f)[0].reshape(-1) for f in feeds]
     test = [generator.run(["audio"], f)[0].reshape(-1) for f in feeds]
     mel = float(log_mel_distance_db(np.concatenate(ref), np.concatenate(test)))
     meta: dict[str, Any] = {"lengths": generator.lengths, "precision": generator.precision}
+    meta["hint"] = generator.hint
+    meta["probe_style"] = "random" if style is None else "voice"
     meta["mel_db"] = round(mel, 3)
     meta["passed"] = bool(np.isfinite(mel) and mel <= MAX_MEL_DB)
     meta["compile_seconds"] = {str(k): v for k, v in generator.compile_seconds.items()}
@@ -276,10 +305,17 @@ def check_and_time(
 
 
 def build_cache(
-    graphs: WindowedGraphs, lengths: Sequence[int], precision: str, streams: int, threads: int
+    graphs: WindowedGraphs,
+    lengths: Sequence[int],
+    precision: str,
+    streams: int,
+    threads: int,
+    hint: str | None = None,
+    calibration: Sequence[tuple[list[int], np.ndarray]] = (),
 ) -> dict[str, Any]:
-    """Everything one-time, for a child process: the cut, OpenVINO's compiled blobs of each
-    length (in the cut's ``cache/``) and the check and timing; returns the check.
+    """Everything one-time, for a child process: the cut, for int8 NNCF's quantisation on
+    ``calibration`` (:mod:`.ovquant`), OpenVINO's compiled blobs of each length (in the
+    cut's ``cache/``) and the check and timing; returns the check.
 
     Why a child: OpenVINO makes its inference threads when it compiles, and a thread takes
     the nice value of the thread that makes it, so a compile in a nice-19 thread of the
@@ -289,9 +325,15 @@ def build_cache(
     from .trunk import derive_trunk
 
     trunk = derive_trunk(graphs)
-    generator = OpenVinoGenerator(trunk, None, lengths, precision, streams=streams,
+    style = None
+    if precision == "int8":
+        from .ovquant import quantize_trunk
+
+        quantize_trunk(graphs, trunk, calibration)
+        style = calibration[0][1]  # the probe read by a calibrated voice
+    generator = OpenVinoGenerator(trunk, None, lengths, precision, streams=streams, hint=hint,
                                   threads=threads, cache_dir=trunk.directory / "cache")  # fmt: skip
-    return check_and_time(graphs, generator, graphs.path("generator"))
+    return check_and_time(graphs, generator, graphs.path("generator"), style)
 
 
 def child_main() -> None:
