@@ -283,7 +283,8 @@ class Acceleration:
             assert new is not None
             return generator.reload(new.open_session("generator"))
 
-        new = decoder.with_generator(generator, reopen)
+        speedups = {int(n): float(v) for n, v in meta.get("speedups", {}).items()}
+        new = decoder.with_generator(generator, reopen, speedups)
         return new
 
 

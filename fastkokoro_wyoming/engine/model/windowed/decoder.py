@@ -117,6 +117,7 @@ class WindowedDecoder:
         self.phase = self._open("phase")
         self.generator = self._open("generator")
         self._generator_factory: Callable[[], Any] | None = None  # with_generator's
+        self.speedups: dict[int, float] = {}  # with_generator's: compiled length -> its gain
         self._stats: Any = None
         self._lock = threading.Lock()
         self.norm_names = [
@@ -161,14 +162,22 @@ class WindowedDecoder:
             str(self.graphs.path(name)), sess_options=self._options, providers=self._providers
         )
 
-    def with_generator(self, generator: Any, reopen: Callable[[], Any]) -> WindowedDecoder:
+    def with_generator(
+        self, generator: Any, reopen: Callable[[], Any], speedups: dict[int, float] | None = None
+    ) -> WindowedDecoder:
         """A decoder sharing this one's sessions but running ``generator`` (same ``run``
         signature as the ORT session: the OpenVINO trunk) at fixed window lengths (it is
         compiled per length); ``reopen()`` gives it back after an idle unload. The engine
-        swaps decoders between segments, so a segment never changes generator midway."""
+        swaps decoders between segments, so a segment never changes generator midway.
+
+        ``speedups`` (compiled length -> how much faster ``generator`` runs it than ONNX
+        Runtime): a window is widened to a compiled length only where that still pays
+        (:meth:`span`); else it runs at its exact length, which ``generator`` hands to its
+        ONNX Runtime fallback. Without them every window runs at a compiled length."""
         other = copy.copy(self)
         other.generator, other.fixed_shapes = generator, True
         other._generator_factory = reopen
+        other.speedups = dict(speedups or {})
         return other
 
     def unload(self) -> None:
@@ -284,12 +293,24 @@ class WindowedDecoder:
 
     def span(self, frames: int, lo: int, hi: int) -> tuple[int, int, int]:
         """Frames ``[a, b)`` the generator runs over for core ``[lo, hi)``, and the zero
-        frames padded after ``b`` to reach a fixed length."""
+        frames padded after ``b`` to reach a fixed length.
+
+        With :attr:`speedups`, a window whose exact span is ``n`` frames is widened to the
+        compiled length ``L`` only when ``n >= L / speedup(L)`` (ONNX Runtime's cost grows
+        with the frames it runs): a segment's first and last windows are short of a
+        compiled length, and widening them wasted more than OpenVINO gained (measured:
+        OpenVINO int8 made 0.8-0.9x ONNX Runtime's audio on medium texts that way)."""
         c = self.context
+        exact = max(lo - c, 0), min(hi + c, frames), 0
         if not self.fixed_shapes:
-            return max(lo - c, 0), min(hi + c, frames), 0
+            return exact
         want = (hi - lo) + 2 * c
         length = next((n for n in self.window_lengths if n >= want), want)
+        if self.speedups:
+            n = exact[1] - exact[0]
+            gain = self.speedups.get(length, 0.0)
+            if n != length and n * gain < length:
+                return exact
         a = max(lo - c, 0)
         b = a + length
         if b > frames:
