@@ -1,14 +1,14 @@
 """NNCF's int8 of the OpenVINO trunk (``engine.runtime.openvino_precision``): once, cached.
 
-Why: on a CPU without AMX the OpenVINO trunk in bf16 loses to ONNX Runtime's int8-weight
-generator (0.84x its speed on the windows of 16 sentences on the 2-vCPU development machine,
-AMD EPYC with AVX512_BF16 + VNNI), while the same trunk quantised by NNCF, its other work
-in bf16, runs 1.12x faster than ONNX Runtime at 1.86 dB log-mel from today's windowed
-output and the same DNSMOS (3.349 vs 3.356); with the other work in f32 it is 1.08 dB but
-0.96x (``bench/openvino_quality.py``; docs/operations.md#openvino has the table). The
-quantisation took 30-35 s there: it runs once, in the nice-19 compile child
-(:func:`.ovtrunk.build_cache`), and its result is cached beside the cut graphs in
-OpenVINO's own format, so a restart reads it without NNCF.
+Why: on a CPU without AMX the OpenVINO trunk in bf16 is no faster than ONNX Runtime's
+int8-weight generator (1.01x on the windows of 16 sentences on the 2-vCPU development
+machine, AMD EPYC with AVX512_BF16 + VNNI), while the same trunk quantised by NNCF, its
+other work in bf16, is 1.24x at 1.75 dB log-mel from today's windowed output and the same
+DNSMOS (3.348 vs 3.356); its other work in f32, 1.11x at 0.98 dB (``bench/openvino_quality.py``;
+docs/operations.md#openvino has the table, bench/results/capacity.md the end-to-end run:
+1.07-1.16x the audio at 4 and 8 clients). The quantisation took 30-35 s there: it runs
+once, in the nice-19 compile child (:func:`.ovtrunk.build_cache`), and its result is cached
+beside the cut graphs in OpenVINO's own format, so a restart reads it without NNCF.
 
 What is quantised (the prototype's findings, measured again by the bench): convolution
 inputs only, symmetric (NNCF's ``PERFORMANCE`` preset; quantising the elementwise ops too,
