@@ -33,15 +33,9 @@ from fastkokoro_wyoming.engine.model.windowed.norm_stats import load_or_calibrat
 from fastkokoro_wyoming.engine.text.g2p import G2P
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from fastkokoro_wyoming.engine.text.vocab import Vocab
+from tests.support.sentences import EVERYDAY
 
-SENTENCES = [
-    "The bus driver waved at the children as they crossed the wet street.",
-    "Did you remember to water the plants on the balcony this morning?",
-    "Forty seven small boats sailed past the old harbour wall at noon.",
-    "Honestly, I never expected the concert to sell out in ten minutes!",
-    "She folded the map carefully and put it back into her coat pocket.",
-    "A cold wind blew across the hills, bending the tall grass towards the sea.",
-]
+SENTENCES = EVERYDAY
 _DNSMOS = """
 import json, sys
 import numpy as np, soundfile as sf

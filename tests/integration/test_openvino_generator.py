@@ -36,6 +36,7 @@ from fastkokoro_wyoming.engine.text.g2p import G2P
 from fastkokoro_wyoming.engine.text.languages import LanguageTable
 from fastkokoro_wyoming.engine.text.vocab import Vocab
 from tests.support.engines import collect, engine_config
+from tests.support.sentences import EVERYDAY
 from tests.support.speech import transcribe, word_accuracy
 
 pytest.importorskip("openvino")
@@ -54,14 +55,7 @@ ENGLISH = [  # test_windowed_decoder.py's set
     "The quiet library was the perfect place to finish reading that long novel about "
     "sailors, storms and a lighthouse keeper who never left his island.",
 ]
-ENGLISH += [  # bench/int8_quality.py's: one sentence's word flips weigh less on sixteen
-    "The bus driver waved at the children as they crossed the wet street.",
-    "Did you remember to water the plants on the balcony this morning?",
-    "Forty seven small boats sailed past the old harbour wall at noon.",
-    "Honestly, I never expected the concert to sell out in ten minutes!",
-    "She folded the map carefully and put it back into her coat pocket.",
-    "A cold wind blew across the hills, bending the tall grass towards the sea.",
-]
+ENGLISH += EVERYDAY  # bench/int8_quality.py's: one sentence's word flips weigh less on sixteen
 MAX_MEAN_MEL_DB = 2.0  # OpenVINO vs today's windowed ORT, mean over the set
 MAX_MEL_DB_ONE = 3.0  # any one sentence ("Thank you." is mostly quiet pads)
 MAX_ACCURACY_LOSS = 0.01  # within 1 point of word accuracy, mean over the set
