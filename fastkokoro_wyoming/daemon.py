@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,6 +106,23 @@ async def serve(cfg: Config, on_ready: Callable[[Daemon], None] | None = None) -
     _LOGGER.info("Stopped")
 
 
+# threads of one-time work (engine/serving: background.py, acceleration.py) that may be
+# inside ONNX Runtime, onnx or OpenVINO when the daemon stops
+ONE_TIME_WORK_THREADS = ("kokoro-background", "kokoro-openvino")
+
+
 def run(cfg: Config) -> int:
     asyncio.run(serve(cfg))
+    unfinished = [t for t in threading.enumerate() if t.name in ONE_TIME_WORK_THREADS]
+    if unfinished:
+        # Why not a normal exit: the interpreter's exit runs the native libraries' C++
+        # destructors while such a thread is still in them, which aborts (SIGABRT,
+        # "terminate called without an active exception", exit -6: seen on the arm64 image
+        # under qemu, stopped in its minutes-long int8 check). Nothing is lost: that work
+        # writes its caches atomically and starts again at the next start.
+        _LOGGER.info("Stopped during one-time work: it resumes at the next start")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -253,3 +253,56 @@ async def test_unknown_yaml_key_exits_2_naming_it(tmp_path, kokoro_assets, launc
     assert len(lines) == 1, lines
     assert "wyoming.zeroconf_nmae" in lines[0] and "unknown key" in lines[0]
     assert stdout == b""
+
+
+async def test_sigterm_during_first_start_work_exits_cleanly(kokoro_assets, tmp_path):
+    """Stopped while its one-time work still runs (here the int8 convolutions' check on a
+    cache that has the windowed graphs but no check yet: a background thread inside ONNX
+    Runtime), the daemon exits 0 and says the work resumes at the next start. The
+    interpreter's exit would otherwise run ONNX Runtime's C++ destructors under that thread
+    (SIGABRT, "terminate called without an active exception": seen on the arm64 image under
+    qemu, whose check takes minutes). ~15 s."""
+    from fastkokoro_wyoming.config import DEFAULT_CACHE
+
+    model, voices = kokoro_assets
+    (graphs,) = Path(DEFAULT_CACHE).expanduser().glob(f"windowed/{model.stem}-*/")
+    fresh = tmp_path / "cache" / "windowed" / graphs.name
+    fresh.mkdir(parents=True)
+    for name in ("front", "fr", "phase", "stats", "generator"):
+        shutil.copy(graphs / f"{name}.onnx", fresh)
+    shutil.copy(graphs / "meta.json", fresh)
+    http_port = free_port()
+    config = {
+        "log_level": "INFO",
+        "engine": {"model": {"path": str(model), "voices": str(voices),
+                             "cache_dir": str(tmp_path / "cache")},
+                   "runtime": {"backend": "onnxruntime"}},
+        "http": {"host": "127.0.0.1", "port": http_port},
+        "wyoming": {"enabled": False},
+    }  # fmt: skip
+    path = tmp_path / "fastkokoro.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        *LAUNCHERS["python -m"](), "-c", str(path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=clean_env(),
+    )  # fmt: skip
+    daemon = Daemon(proc, http_port, 0, "")
+    daemon.reader = asyncio.create_task(daemon.read_stderr())
+    try:
+        await asyncio.wait_for(daemon.ready.wait(), 120)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{http_port}/health") as resp:
+                preparing = (await resp.json()).get("preparing")
+        assert preparing, "the one-time work had already ended"
+        await asyncio.sleep(3.0)  # past the rewrite, into the check's ORT runs
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), STOP_DEADLINE)
+        await asyncio.wait_for(daemon.reader, 30)
+        print(daemon.log())
+        assert code == 0, daemon.log()
+        assert not any("terminate called" in line for line in daemon.lines), daemon.log()
+        assert any("one-time work" in line and "next start" in line for line in daemon.lines)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
