@@ -261,7 +261,7 @@ class Acceleration:
 
             calibration = list(self.calibration())
             quantize_trunk(graphs, trunk, calibration)
-            style = calibration[0][1]  # the check's probe read by a calibrated voice
+            style = calibration[0][1] if calibration else None  # a calibrated voice reads the probe
         generator = OpenVinoGenerator(
             trunk,
             decoder.generator,

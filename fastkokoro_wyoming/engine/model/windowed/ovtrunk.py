@@ -333,7 +333,7 @@ def build_cache(
         from .ovquant import quantize_trunk
 
         quantize_trunk(graphs, trunk, calibration)
-        style = calibration[0][1]  # the probe read by a calibrated voice
+        style = calibration[0][1] if calibration else None  # a calibrated voice reads the probe
     generator = OpenVinoGenerator(trunk, None, lengths, precision, streams=streams, hint=hint,
                                   threads=threads, cache_dir=trunk.directory / "cache")  # fmt: skip
     return check_and_time(graphs, generator, graphs.path("generator"), style)
