@@ -25,7 +25,6 @@ f32 (no faster than ORT's int8 rewrite), and always needs, once compiled, a timi
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import pickle
 import subprocess
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 COMPILE_SECONDS = 2.0  # one window length, for the first estimate (1.2-1.8 s measured)
-QUANTIZE_SECONDS = 30.0  # NNCF's int8 of the trunk, for the estimate (17 s measured idle)
+QUANTIZE_SECONDS = 30.0  # NNCF's int8 of the trunk, for the estimate (30-35 s measured)
 INT8_EXTRA = "pip install 'fastkokoro-wyoming[openvino-int8]'"
 CHILD_TIMEOUT_SECONDS = 900.0  # the compile process (20-40 s on 2 loaded cores)
 
@@ -85,7 +84,9 @@ def decide(
     if cpu is None:
         hint = "; pip install 'fastkokoro-wyoming[openvino]'" if mode == "openvino" else ""
         return Decision(None, why + hint, warn=mode == "openvino")
-    has_nncf = (nncf or (lambda: importlib.util.find_spec("nncf") is not None))()
+    if nncf is None:
+        from ..model.windowed.ovquant import nncf_installed as nncf
+    has_nncf = nncf()
     if precision in ("auto", "int8") and has_nncf:  # the rest as the CPU runs it best
         return Decision("int8", why, hint=cpu)
     if precision == "int8":  # asked for, but NNCF is missing: the float trunk, warned

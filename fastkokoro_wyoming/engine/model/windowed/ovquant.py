@@ -54,20 +54,20 @@ def quantized_path(trunk: TrunkGraphs) -> Path:
     return trunk.directory / SUBDIR / "trunk.xml"
 
 
-def is_quantized(trunk: TrunkGraphs) -> bool:
-    """The int8 trunk is cached (this version of the recipe)."""
+def is_quantized(directory: Path) -> bool:
+    """The int8 trunk is cached in the cut's ``directory`` (this version of the recipe)."""
     try:
-        meta = json.loads((trunk.directory / SUBDIR / "meta.json").read_text())
+        meta = json.loads((directory / SUBDIR / "meta.json").read_text())
     except (OSError, ValueError):
         return False
-    return meta.get("version") == QUANT_VERSION and quantized_path(trunk).is_file()
+    return meta.get("version") == QUANT_VERSION and (directory / SUBDIR / "trunk.xml").is_file()
 
 
 def quantize_trunk(graphs: WindowedGraphs, trunk: TrunkGraphs, calibration: Calibration) -> Path:
     """The int8 trunk's path: from the cache, else quantised now (blocking; seconds to
     tens of seconds: the child process's work)."""
     path = quantized_path(trunk)
-    if is_quantized(trunk):
+    if is_quantized(trunk.directory):
         return path
     import nncf  # pyright: ignore[reportMissingImports] - the openvino-int8 extra
     import openvino as ov  # pyright: ignore[reportMissingImports] - the openvino extra

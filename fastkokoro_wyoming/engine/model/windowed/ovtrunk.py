@@ -238,7 +238,7 @@ def cached_check(
 ) -> dict[str, Any] | None:
     """The cached check of the cut for these lengths, if both are cached (a restart: no
     child, and a refusal refuses before anything is loaded); for int8, with its trunk."""
-    from .ovquant import QUANT_VERSION, SUBDIR
+    from .ovquant import is_quantized
     from .trunk import FORMAT_VERSION, trunk_dir
 
     directory = trunk_dir(graphs)
@@ -247,13 +247,8 @@ def cached_check(
             return None
     except (OSError, ValueError):
         return None
-    if precision == "int8":
-        try:
-            meta = json.loads((directory / SUBDIR / "meta.json").read_text())
-        except (OSError, ValueError):
-            return None
-        if meta.get("version") != QUANT_VERSION or not (directory / SUBDIR / "trunk.xml").is_file():
-            return None
+    if precision == "int8" and not is_quantized(directory):
+        return None
     return _read_check(_check_path(directory, precision, hint), lengths)
 
 
